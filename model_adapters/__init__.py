@@ -1,6 +1,4 @@
-"""lm-eval model classes of unlock-eval (registered for plain `lm_eval` by the start-up hook)."""
+"""lm-eval model classes of unlock-eval; `registry.MODELS` is the one table the start-up hook registers from.
 
-from .arguments import UnlockArgumentError, UnlockConfig, parse_unlock_args
-from .unlock import UnlockLM
-
-__all__ = ["UnlockArgumentError", "UnlockConfig", "UnlockLM", "parse_unlock_args"]
+Nothing is imported here, so the start-up hook can read the registry without loading torch or lm-eval.
+"""

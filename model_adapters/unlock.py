@@ -11,14 +11,16 @@ from typing import Any
 import torch
 from lm_eval.models.huggingface import HFLM
 
-from unlock_eval.cache import ArtifactCache, fingerprint
+from unlock_eval.cache import fingerprint
 from unlock_eval.errors import ConfigError
-from unlock_eval.models import ModelSpecError, find_decoder_layers, resolve_model
+from unlock_eval.layers import find_decoder_layers
+from unlock_eval.models import resolve_model
 from unlock_eval.pipeline import Extractor, build_unlock
 from unlock_eval.prompts import load_questions
+from unlock_eval.spec import UnlockSpec
 from unlock_eval.steer import steer
 
-from .arguments import UnlockArgumentError, UnlockConfig, parse_unlock_args
+from .arguments import parse_model_args
 
 # under lm-eval's logger tree, so `lm_eval --verbosity` and its handlers apply to our lines too
 logger = logging.getLogger("lm_eval.models.unlock")
@@ -34,57 +36,67 @@ class UnlockLM(HFLM):
 
     def __init__(self, **kwargs: Any) -> None:
         t0 = time.perf_counter()
-        config, hf_kwargs = parse_unlock_args(kwargs)
-        self.unlock_config: UnlockConfig = config
+        spec, hf_kwargs = parse_model_args(UnlockSpec, "unlock", kwargs)
+        self.unlock_config: UnlockSpec = spec
+        questions = load_questions(spec.extract_from, spec.n)  # data errors before any model is loaded
         try:
-            target = resolve_model(config.target, revision=hf_kwargs.get("revision"), cache_dir=config.cache_dir)
-        except ModelSpecError as exc:
-            raise UnlockArgumentError(f"target: {exc}") from None
+            target = resolve_model(spec.target, revision=hf_kwargs.get("revision"), cache_dir=spec.cache_dir)
+        except ConfigError as exc:
+            raise ConfigError(f"target: {exc}") from None
         hf_kwargs.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
         super().__init__(pretrained=target.pretrained, **hf_kwargs)
         self.tokenizer.padding_side = "left"
-        self._build_steering(config, hf_kwargs)
+        self._build_steering(spec, questions, hf_kwargs)
         self._startup_seconds = time.perf_counter() - t0
-        logger.info("unlock: process %d (rank %d of %d) ready in %.1f s: %d extraction forward passes, models "
-                    "loaded for extraction: %s", os.getpid(), self.rank, self.world_size, self._startup_seconds,
-                    self.extraction_forward_passes, ", ".join(self.artifacts.models_loaded) or "none")
+        logger.info(
+            "unlock: process %d (rank %d of %d) ready in %.1f s: %d extraction forward passes, models "
+            "loaded for extraction: %s",
+            os.getpid(),
+            self.rank,
+            self.world_size,
+            self._startup_seconds,
+            self.extraction_forward_passes,
+            ", ".join(self.artifacts.models_loaded) or "none",
+        )
 
     # ------------------------------------------------------------------ extraction and alignment
-    def _build_steering(self, config: UnlockConfig, hf_kwargs: dict[str, Any]) -> None:
-        n_layers = len(find_decoder_layers(self.model))
-        if config.layers is not None and any(not 0 <= l < n_layers for l in config.layers):
-            raise UnlockArgumentError(f"layers={config.layers}: the target has {n_layers} layers (0..{n_layers - 1})")
-        cache = ArtifactCache(config.cache_dir)
-        device = "auto" if hf_kwargs.get("parallelize") else str(self.device)
-        dtype = hf_kwargs["dtype"]  # canonical name, set by parse_unlock_args
-        revisions = {config.source: config.source_revision, config.source_locked: config.source_revision,
-                     config.target: hf_kwargs.get("revision")}
-        extractor = Extractor(cache, dtype=dtype, device=device, batch_size=config.extract_batch_size,
-                              progress=self.rank == 0, revisions=revisions,
-                              preloaded={config.target: (self.model, self.tokenizer)})
-        try:
-            questions = load_questions(config.extract_from, config.n)
-            build_key = fingerprint({"config": config.as_dict(), "dtype": dtype})
-            # one process builds (data-parallel ranks, or two runs started at once); the others wait, then load
-            with cache.lock("build", build_key):
-                art = build_unlock(extractor, target=config.target, source=config.source,
-                                   source_locked=config.source_locked, locked_template=config.locked_template,
-                                   unlocked_template=config.unlocked_template, questions=questions, k=config.k,
-                                   aggregator=config.aggregator, layer_map=config.layer_map)
-        except ConfigError as exc:  # k > d, layer_map of the wrong length, unreadable data, unknown model ...
-            raise UnlockArgumentError(str(exc)) from None
+    def _build_steering(self, spec: UnlockSpec, questions: list[str], hf_kwargs: dict[str, Any]) -> None:
+        n_layers = len(find_decoder_layers(self.model, spec.layers_path))
+        if spec.layers is not None and any(not 0 <= layer < n_layers for layer in spec.layers):
+            raise ConfigError(f"layers={spec.layers}: the target has {n_layers} layers (0..{n_layers - 1})")
+        dtype = hf_kwargs["dtype"]  # canonical name, set by parse_model_args
+        extractor = Extractor.for_spec(
+            spec,
+            dtype=dtype,
+            device="auto" if hf_kwargs.get("parallelize") else str(self.device),
+            progress=self.rank == 0,
+            target_revision=hf_kwargs.get("revision"),
+            preloaded={spec.target: (self.model, self.tokenizer)},
+        )
+        # one process builds (data-parallel ranks, or two runs started at once); the others wait, then load
+        with extractor.cache.lock("build", fingerprint({"config": spec.as_dict(), "dtype": dtype})):
+            art = build_unlock(extractor, spec, questions)
         self.artifacts = art
         self.steering_key = art.target_key
-        self.steering_fingerprint = fingerprint({"alpha": config.alpha, "mode": config.mode, "layers": config.layers,
-                                                 "key": art.hashes["target_key_checksum"]})
+        self.steering_fingerprint = fingerprint(
+            {"alpha": spec.alpha, "mode": spec.mode, "layers": spec.layers, "key": art.hashes["target_key_checksum"]}
+        )
         self.extraction_forward_passes = art.forward_passes
-        self.identities = {spec: extractor.identity(spec) for spec in
-                           dict.fromkeys([config.target, config.source, config.source_locked])}
+        self.identities = {
+            m: extractor.identity(m) for m in dict.fromkeys([spec.target, spec.source, spec.source_locked])
+        }
 
     @contextmanager
     def _steer(self, positions: torch.Tensor | None = None):
         cfg = self.unlock_config
-        with steer(self.model, self.steering_key, alpha=cfg.alpha, mode=cfg.mode, layers=cfg.layers) as handle:
+        with steer(
+            self.model,
+            self.steering_key,
+            alpha=cfg.alpha,
+            mode=cfg.mode,
+            layers=cfg.layers,
+            layers_path=cfg.layers_path,
+        ) as handle:
             handle.positions = positions
             yield handle
 
@@ -93,7 +105,7 @@ class UnlockLM(HFLM):
         # Remember where each request's context ends, so _model_call can steer that position (prefill_last).
         self._context_ends: dict[tuple[int, ...], int] = {}
         for _, context_enc, continuation_enc in requests:
-            full = (context_enc + continuation_enc)[-(self.max_length + 1):]
+            full = (context_enc + continuation_enc)[-(self.max_length + 1) :]
             inp = tuple(full[:-1])
             cut = len(context_enc) + len(continuation_enc) - len(full)
             self._context_ends[inp] = max(len(context_enc) - 1 - cut, 0)
@@ -125,10 +137,13 @@ class UnlockLM(HFLM):
     def _model_generate(self, context, max_length, stop, **generation_kwargs):
         if self.unlock_config.mode == "prefill_last":
             # these split or repeat the prompt pass, so "the prefill call" would no longer be the prompt's end
-            bad = [k for k in ("prefill_chunk_size", "prompt_lookup_num_tokens", "assistant_model")
-                   if generation_kwargs.get(k)]
+            bad = [
+                k
+                for k in ("prefill_chunk_size", "prompt_lookup_num_tokens", "assistant_model")
+                if generation_kwargs.get(k)
+            ]
             if bad:
-                raise UnlockArgumentError(f"gen_kwargs {', '.join(bad)}: not supported with mode=prefill_last")
+                raise ConfigError(f"gen_kwargs {', '.join(bad)}: not supported with mode=prefill_last")
         with self._steer():
             return super()._model_generate(context, max_length, stop, **generation_kwargs)
 
@@ -159,4 +174,3 @@ class UnlockLM(HFLM):
             "startup_seconds": round(self._startup_seconds, 3),
         }
         return info
-

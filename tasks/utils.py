@@ -1,10 +1,9 @@
-"""Data loading, document preparation and scoring for the unlock math tasks (GSM8K, MATH, MATH-500,
-AGIEval Math, SAT-Math); the YAML files in this directory point here with ``!function utils.<name>``.
+"""Document preparation and scoring for the unlock math tasks (GSM8K, MATH, MATH-500, AGIEval Math, SAT-Math);
+the YAML files in this directory point here with ``!function utils.<name>``.
 
-Data: every task's ``custom_dataset`` is one of the ``load_*`` functions below. With the environment
-variable ``UNLOCK_EVAL_DATA_DIR`` unset they load the same Hugging Face Hub data sets upstream lm-eval
-uses (``HUB`` below); with it set they read the local JSONL files listed in ``LOCAL_FILES`` (upstream
-file layouts, see tasks/README.md) and convert the rows to the Hub data set's schema, so that
+Data: every task's ``custom_dataset`` is one of the ``load_*`` functions below, thin wrappers around
+``unlock_eval.data.load_benchmark``: the Hub data sets upstream lm-eval uses, or with ``UNLOCK_EVAL_DATA_DIR``
+set the local JSONL files in the upstream layouts (tasks/README.md), converted to the Hub schema so that
 ``process_*`` sees the same documents either way.
 
 Scoring: the ``checker`` filter (``checker_filter`` / ``checker_choice_filter``) extracts the final
@@ -20,154 +19,18 @@ verdict). ``process_results`` turns that dict into the metrics:
   is not any model's own token count. Measured against SmolLM2's BPE tokenizer on 1000 MATH solutions
   and 1000 GSM8K rationales: tokens/pieces has median 1.0, 90% of texts between 0.89 and 1.10.
 
-Imports ``unlock_eval.checker`` absolutely: run with the repository root importable (installed package,
-``PYTHONPATH`` or cwd).
+A task of your own reaches these as ``!function unlock_eval.tasks.utils.<name>`` (see tasks/README.md).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from unlock_eval.checker import Extraction, Verdict, check, extract
-
-DATA_DIR_ENV = "UNLOCK_EVAL_DATA_DIR"
-
-#: Hub data set (path, config name) per benchmark: the ones lm-eval 0.4.13's own tasks use
-#: (gsm8k.yaml, hendrycks_math_*.yaml, hendrycks_math500.yaml, agieval/math.yaml, agieval/sat-math.yaml).
-#: MATH's config is the subject, e.g. ("EleutherAI/hendrycks_math", "algebra").
-HUB = {
-    "gsm8k": ("openai/gsm8k", "main"),
-    "math": ("EleutherAI/hendrycks_math", None),
-    "math500": ("HuggingFaceH4/MATH-500", "default"),
-    "agieval_math": ("hails/agieval-math", None),
-    "agieval_sat_math": ("hails/agieval-sat-math", None),
-}
-
-#: Local files per benchmark and split, relative to $UNLOCK_EVAL_DATA_DIR (upstream layouts).
-LOCAL_FILES = {
-    "gsm8k": {"train": "gsm8k/train.jsonl", "test": "gsm8k/test.jsonl"},
-    "math": {"train": "math/train.jsonl", "test": "math/test.jsonl"},
-    "math500": {"test": "math/math500.jsonl"},
-    "agieval_math": {"test": "agieval/math.jsonl"},
-    "agieval_sat_math": {"test": "agieval/sat-math.jsonl"},
-}
-
-#: MATH subjects: Hub config name == folder in the original tar layout == unique_id's middle part.
-MATH_SUBJECTS = (
-    "algebra",
-    "counting_and_probability",
-    "geometry",
-    "intermediate_algebra",
-    "number_theory",
-    "prealgebra",
-    "precalculus",
-)
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading: Hub by default, local JSONL with $UNLOCK_EVAL_DATA_DIR
-# --------------------------------------------------------------------------------------------------
-
-
-def data_dir() -> Path | None:
-    """The local data directory from $UNLOCK_EVAL_DATA_DIR, or None (unset or empty: use the Hub)."""
-    value = os.environ.get(DATA_DIR_ENV, "").strip()
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"{DATA_DIR_ENV}={value!r} is not a directory. Point it at a folder laid out as in "
-            f"tasks/README.md (gsm8k/test.jsonl, math/test.jsonl, ...), or unset it to load from the Hub."
-        )
-    return path
-
-
-@lru_cache(maxsize=16)
-def _read_jsonl(path: str, mtime_ns: int) -> tuple[dict[str, Any], ...]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
-    return tuple(rows)
-
-
-def read_local(benchmark: str, split: str) -> list[dict[str, Any]]:
-    """Rows of the local JSONL file for ``benchmark``/``split`` (raises if the file is missing)."""
-    root = data_dir()
-    if root is None:
-        raise RuntimeError(f"read_local: {DATA_DIR_ENV} is not set")
-    path = root / LOCAL_FILES[benchmark][split]
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{benchmark}: local data file {path} not found ({DATA_DIR_ENV}={os.environ[DATA_DIR_ENV]!r}; "
-            f"expected layout: {', '.join(LOCAL_FILES[benchmark].values())} under that directory, see "
-            f"tasks/README.md). Unset {DATA_DIR_ENV} to load {HUB[benchmark][0]} from the Hugging Face Hub."
-        )
-    return [dict(row) for row in _read_jsonl(str(path), path.stat().st_mtime_ns)]
-
-
-def _agieval_zero_shot_query(row: dict[str, Any], multiple_choice: bool) -> str:
-    """AGIEval's own zero-shot prompt (``convert_zero_shot`` in its src/dataset_loader.py), which is
-    the ``query`` field of the hails/agieval-* Hub data sets ("processed as in that repo")."""
-    passage = row.get("passage") or ""
-    if not multiple_choice:
-        return passage + "Q: " + row["question"] + "\nA: The answer is"
-    letters = "ABCDEFG"
-    count = len(row["options"])
-    last = letters[(5 if count == 1 else count) - 1]
-    return (
-        passage + "Q: " + row["question"] + " " + "Answer Choices: " + " ".join(row["options"]) + "\n"
-        f"A: Among A through {last}, the answer is"
-    )
-
-
-def _to_hub_schema(benchmark: str, row: dict[str, Any]) -> dict[str, Any]:
-    """One local (upstream-layout) row in the schema of the Hub data set lm-eval loads."""
-    if benchmark == "math":  # EleutherAI/hendrycks_math: problem, level, type, solution
-        return {key: row[key] for key in ("problem", "level", "type", "solution")}
-    if benchmark == "agieval_math":  # hails/agieval-math: query, answer
-        return {"query": _agieval_zero_shot_query(row, False), "answer": row["answer"]}
-    if benchmark == "agieval_sat_math":  # hails/agieval-sat-math: query, choices, gold (list of int)
-        return {
-            "query": _agieval_zero_shot_query(row, True),
-            "choices": list(row["options"]),
-            "gold": ["ABCDEFG".index(row["label"])],
-        }
-    return row  # gsm8k, math500: the local files already have the Hub's fields
-
-
-def load_benchmark(benchmark: str, subject: str | None = None):
-    """DatasetDict for ``benchmark`` (a key of HUB), from $UNLOCK_EVAL_DATA_DIR or the Hub."""
-    import datasets
-
-    if benchmark not in HUB:
-        raise ValueError(f"load_benchmark: unknown benchmark {benchmark!r}; valid: {', '.join(HUB)}")
-    if (benchmark == "math") != (subject is not None):
-        raise ValueError("load_benchmark: subject is required for 'math' and only for it")
-    if subject is not None and subject not in MATH_SUBJECTS:
-        raise ValueError(f"load_benchmark: unknown MATH subject {subject!r}; valid: {', '.join(MATH_SUBJECTS)}")
-    root = data_dir()
-    if root is None:
-        path, name = HUB[benchmark]
-        return datasets.load_dataset(path, subject if benchmark == "math" else name)
-    splits = {}
-    for split in LOCAL_FILES[benchmark]:
-        rows = read_local(benchmark, split)
-        if subject is not None:
-            rows = [row for row in rows if row.get("unique_id", "").split("/")[1:2] == [subject]]
-        splits[split] = datasets.Dataset.from_list([_to_hub_schema(benchmark, row) for row in rows])
-    return datasets.DatasetDict(splits)
-
+from unlock_eval.data import MATH_SUBJECTS, load_benchmark
+from unlock_eval.errors import ConfigError
 
 # lm-eval calls custom_dataset(**metadata, **dataset_kwargs); metadata carries unrelated keys (the
 # model arguments, version, ...), so these accept and ignore anything but their own keyword.
@@ -179,7 +42,7 @@ def load_gsm8k(**_: Any):
 
 def load_math(unlock_subject: str | None = None, **_: Any):
     if unlock_subject is None:
-        raise ValueError(
+        raise ConfigError(
             "load_math: set dataset_kwargs: {unlock_subject: <subject>} in the task YAML; "
             f"valid subjects: {', '.join(MATH_SUBJECTS)}"
         )
@@ -212,7 +75,7 @@ def agieval_question(query: str) -> str:
     m = _AGIEVAL_ANSWER_LINE.search(query)
     passage, marker, rest = query[: m.start() if m else len(query)].partition("Q: ")
     if m is None or not marker:
-        raise ValueError(f"not an AGIEval zero-shot query (expected 'Q: ...\\nA: ...'): {query[-120:]!r}")
+        raise ConfigError(f"not an AGIEval zero-shot query (expected 'Q: ...\\nA: ...'): {query[-120:]!r}")
     return f"{passage.strip()}\n{rest}" if passage.strip() else rest
 
 
@@ -288,7 +151,7 @@ def gold_of(doc: dict[str, Any]) -> str:
         found = extract(str(doc["solution"]))
         if found.rule == "boxed":
             return found.answer
-    raise KeyError(
+    raise ConfigError(
         "no gold answer in the document: give it a 'gold_answer' field, an 'answer' field (a final "
         "answer, or text with \\boxed{...} or '#### N'), or a 'solution' with \\boxed{...}; "
         f"fields present: {sorted(doc)}"
@@ -348,8 +211,7 @@ def extract_choice(text: str) -> Extraction:
         return found
     m = _LEADING_LETTER_RE.match(text)
     if m is None:
-        for m in _PAREN_LETTER_RE.finditer(text):
-            pass
+        m = next(reversed(list(_PAREN_LETTER_RE.finditer(text))), None)
     if m is not None:
         return Extraction(f"({m.group(1)})", "choice")
     return found
@@ -391,7 +253,7 @@ def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]
     if isinstance(record, str):
         record = score_choice_text(record, doc) if "gold_option" in doc else score_text(record, doc)
     elif not isinstance(record, dict) or "correct" not in record:
-        raise TypeError(
+        raise ConfigError(
             "process_results expects the generated text or the dict made by the checker filter "
             f"(utils.checker_filter), got {type(record).__name__}"
         )

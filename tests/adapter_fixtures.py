@@ -7,9 +7,18 @@ from pathlib import Path
 
 from tiny_models import char_tokenizer, tiny_model
 
-QUESTIONS = ["what is one plus two", "how many legs has a cat", "is ten more than five", "name a red fruit",
-             "what is six times seven", "how old is the sun", "why is the sky blue", "count to four",
-             "what comes after b", "spell cat backwards"]
+QUESTIONS = [
+    "what is one plus two",
+    "how many legs has a cat",
+    "is ten more than five",
+    "name a red fruit",
+    "what is six times seven",
+    "how old is the sun",
+    "why is the sky blue",
+    "count to four",
+    "what comes after b",
+    "spell cat backwards",
+]
 
 
 def save_tiny(path: Path, arch: str, layers: int, d: int, seed: int) -> str:
@@ -27,8 +36,12 @@ def write_questions(path: Path) -> str:
 def write_tasks(folder: Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "docs.jsonl"
-    data.write_text("".join(json.dumps({"question": q, "answer": "4", "choices": ["yes", "no"], "label": 0}) + "\n"
-                            for q in QUESTIONS[:4]))
+    data.write_text(
+        "".join(
+            json.dumps({"question": q, "answer": "4", "choices": ["yes", "no"], "label": 0}) + "\n"
+            for q in QUESTIONS[:4]
+        )
+    )
     (folder / "tiny_gen.yaml").write_text(f"""task: tiny_unlock_gen
 dataset_path: json
 dataset_kwargs:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from unlock_eval.errors import ConfigError
+
 from adapter_fixtures import save_tiny, write_questions, write_tasks
 
 
@@ -26,27 +28,41 @@ def world(tmp_path_factory):
 
 
 def unlock_args(world, cache, **extra):
-    args = {"source": world["src"], "target": world["tgt"], "alpha": 0.5, "k": 4, "n": 8,
-            "extract_from": world["questions"], "cache_dir": str(cache), "device": "cpu"}
+    args = {
+        "source": world["src"],
+        "target": world["tgt"],
+        "alpha": 0.5,
+        "k": 4,
+        "n": 8,
+        "extract_from": world["questions"],
+        "cache_dir": str(cache),
+        "device": "cpu",
+    }
     args.update(extra)
     return args
 
 
 def make_lm(world, cache, **extra):
-    from model_adapters import UnlockLM
+    from unlock_eval.model_adapters.unlock import UnlockLM
 
     return UnlockLM(**unlock_args(world, cache, **extra))
 
 
 def lm_eval_cli(*args, cwd=None, env_extra=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "lm_eval", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "lm_eval", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+    )
 
 
 def unlock_eval_run(*args):
-    return subprocess.run([sys.executable, "-m", "unlock_eval.cli", "run", *args], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "unlock_eval.cli", "run", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=600,
+    )
 
 
 def newest_results(folder: Path) -> dict:
@@ -58,9 +74,21 @@ def test_cli_run_records_config_and_second_run_skips_extraction(world, tmp_path)
     model_args = ",".join(f"{k}={v}" for k, v in unlock_args(world, cache).items() if k != "device")
     for attempt in range(2):  # the second time through `unlock-eval run`, the wrapper with the same flags
         runner = lm_eval_cli if attempt == 0 else unlock_eval_run
-        proc = runner("--model", "unlock", "--model_args", model_args, "--tasks", "tiny_unlock_gen,tiny_unlock_mc",
-                           "--include_path", world["tasks"], "--output_path", str(out), "--log_samples",
-                           "--device", "cpu")
+        proc = runner(
+            "--model",
+            "unlock",
+            "--model_args",
+            model_args,
+            "--tasks",
+            "tiny_unlock_gen,tiny_unlock_mc",
+            "--include_path",
+            world["tasks"],
+            "--output_path",
+            str(out),
+            "--log_samples",
+            "--device",
+            "cpu",
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         folder = out / "unlock_src_to_tgt"  # named from source/target, not lm-eval's random name
         info = newest_results(folder)["config"]["unlock"]
@@ -96,8 +124,14 @@ def test_alpha_zero_matches_plain_hflm_and_steering_changes_outputs(world, tmp_p
     strong = make_lm(world, tmp_path, alpha=2.0)
     ll = [Instance("loglikelihood", {}, ("Question: what is 2+2?\nAnswer:", " four"), i) for i in range(1)]
     ll += [Instance("loglikelihood", {}, ("Question: hi\nAnswer:", " yes it is"), 1)]
-    gen = [Instance("generate_until", {}, ("Question: what is 2+2?\nAnswer:", {"until": ["\n\n"], "max_gen_toks": 6,
-                                                                              "do_sample": False}), 0)]
+    gen = [
+        Instance(
+            "generate_until",
+            {},
+            ("Question: what is 2+2?\nAnswer:", {"until": ["\n\n"], "max_gen_toks": 6, "do_sample": False}),
+            0,
+        )
+    ]
     base_ll, base_gen = plain.loglikelihood(ll), plain.generate_until(gen)
     assert [x[0] for x in zero.loglikelihood(ll)] == pytest.approx([x[0] for x in base_ll], abs=1e-4)
     assert zero.generate_until(gen) == base_gen
@@ -123,8 +157,9 @@ def test_use_cache_cannot_return_unsteered_or_differently_steered_answers(world,
     from lm_eval.api.instance import Instance
     from lm_eval.api.model import CachingLM, hash_args
 
-    req = Instance("generate_until", {}, ("Question: hi\nAnswer:", {"until": ["\n\n"], "max_gen_toks": 4,
-                                                                    "do_sample": False}), 0)
+    req = Instance(
+        "generate_until", {}, ("Question: hi\nAnswer:", {"until": ["\n\n"], "max_gen_toks": 4, "do_sample": False}), 0
+    )
     db = str(tmp_path / "lm_cache.db")
     from sqlitedict import SqliteDict
 
@@ -142,63 +177,74 @@ def test_use_cache_cannot_return_unsteered_or_differently_steered_answers(world,
     assert hash_args("generate_until", req.args) not in other.dbdict
 
 
-@pytest.mark.parametrize("extra, message", [
-    ({"alpah": 0.1}, "unknown model_args for --model unlock: alpah. Valid keys: target, source"),
-    ({"alpha": float("inf")}, "alpha=inf: expected a finite number"),
-    ({"alpha": "strong"}, "alpha='strong': expected a finite number"),
-    ({"k": 9}, "k=9 exceeds n=8"),
-    ({"k": 2.5}, "k=2.5: expected an integer >= 1"),
-    ({"mode": "last"}, "mode='last': allowed values are prefill_last, additive_all"),
-    ({"aggregator": "median"}, "aggregator='median': allowed values are mean, pca"),
-    ({"capability": "math"}, "capability='math': allowed values are cot"),
-    ({"extract_from": "/nonexistent/q.jsonl"}, "extract_from='/nonexistent/q.jsonl': cannot read"),
-    ({"extract_from": "gsm9k"}, "extract_from='gsm9k': allowed values are gsm8k, math or a path"),
-    ({"locked_template": "no slot here"}, "locked_template must be a string containing the slot '{question}'"),
-    ({"pretrained": "x"}, "takes target=... (and source=...), not pretrained"),
-    ({"5]": ""}, "write lists as 3;5;7 or 3-10"),
-    ({"layers": "7"}, "layers=[7]: the target has 3 layers"),
-    ({"aggregator": "pca", "k": 8}, "k=8 with aggregator=pca needs k <= n - 1 = 7"),
-    ({"peft": "some/adapter"}, "peft: not supported with --model unlock"),
-    ({"dtype": "int8"}, "dtype='int8': allowed values are float32"),
-    ({"locked_template": "Q: {question}", "unlocked_template": "Q: {question}"}, "the key would be zero"),
-    ({"layer_map": [0, 1]}, "explicit layer_map must list 3 source layers"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"alpah": 0.1}, "unknown model_args for --model unlock: alpah. Valid keys: target, source"),
+        ({"alpha": float("inf")}, "alpha=inf: expected a finite number"),
+        ({"alpha": "strong"}, "alpha='strong': expected a finite number"),
+        ({"k": 9}, "k=9 exceeds the number of prompts n=8"),
+        ({"k": 2.5}, "k=2.5: expected an integer >= 1"),
+        ({"mode": "last"}, "mode='last': allowed values are prefill_last, additive_all"),
+        ({"aggregator": "median"}, "aggregator='median': allowed values are mean, pca"),
+        ({"capability": "math"}, "capability='math': allowed values are cot"),
+        ({"extract_from": "/nonexistent/q.jsonl"}, "extract_from='/nonexistent/q.jsonl': file not found"),
+        ({"extract_from": "gsm9k"}, "extract_from='gsm9k': allowed values are gsm8k, math or a path"),
+        ({"locked_template": "no slot here"}, "locked_template must be a string containing the slot '{question}'"),
+        ({"pretrained": "x"}, "takes target=... (and source=...), not pretrained"),
+        ({"5]": ""}, "write lists as 3;5;7 or 3-10"),
+        ({"layers": "7"}, "layers=[7]: the target has 3 layers"),
+        ({"aggregator": "pca", "k": 8}, "k=8 with centring (aggregator=pca) needs k <= n - 1 = 7"),
+        ({"peft": "some/adapter"}, "peft: not supported with --model unlock"),
+        ({"dtype": "int8"}, "dtype='int8': allowed values are float32"),
+        ({"locked_template": "Q: {question}", "unlocked_template": "Q: {question}"}, "the key would be zero"),
+        ({"layer_map": [0, 1]}, "explicit layer_map must list 3 source layers"),
+        ({"layer_map": "nearest"}, "layer_map='nearest': allowed names are relative_depth"),
+        ({"layers_path": "transformer.nope"}, "layers_path='transformer.nope' does not name a non-empty nn.ModuleList"),
+        ({"source_layers_path": "model.nope"}, "source_layers_path='model.nope' does not name a non-empty"),
+    ],
+)
 def test_argument_errors_name_the_key(world, tmp_path, extra, message):
-    from model_adapters import UnlockArgumentError
-
-    with pytest.raises(UnlockArgumentError) as err:
+    with pytest.raises(ConfigError) as err:
         make_lm(world, tmp_path, **extra)
     assert message in str(err.value)
 
 
-def test_missing_target_and_unknown_model(world, tmp_path):
-    from model_adapters import UnlockArgumentError, UnlockLM
+def test_layers_path_is_a_model_argument(world, tmp_path):
+    lm = make_lm(world, tmp_path, layers_path="transformer.h", source_layers_path="model.layers")
+    assert lm.get_model_info()["unlock"]["layers_path"] == "transformer.h"
+    assert lm.extraction_forward_passes == 3
 
-    with pytest.raises(UnlockArgumentError, match="missing target="):
+
+def test_missing_target_and_unknown_model(world, tmp_path):
+    from unlock_eval.model_adapters.unlock import UnlockLM
+
+    with pytest.raises(ConfigError, match="missing target="):
         UnlockLM(source=world["src"], extract_from=world["questions"])
-    with pytest.raises(UnlockArgumentError, match="target: model './nope': not a model directory"):
+    with pytest.raises(ConfigError, match="target: model './nope': not a model directory"):
         make_lm(world, tmp_path, target="./nope")
 
 
 def test_model_induced_pair_defaults_to_one_template_and_dtype_is_canonical(world, tmp_path):
-    from model_adapters import parse_unlock_args
+    from unlock_eval.model_adapters.arguments import parse_model_args
+    from unlock_eval.spec import UnlockSpec
 
-    cfg, hf = parse_unlock_args(unlock_args(world, tmp_path, source_locked=world["tgt"], dtype="bf16"))
+    cfg, hf = parse_model_args(
+        UnlockSpec, "unlock", unlock_args(world, tmp_path, source_locked=world["tgt"], dtype="bf16")
+    )
     assert cfg.locked_template == cfg.unlocked_template == "Question: {question}\nAnswer:"
     assert cfg.capability is None and hf["dtype"] == "bfloat16"
-    cfg, _ = parse_unlock_args(unlock_args(world, tmp_path, layer_map=[0, 2, 3]))
+    cfg, _ = parse_model_args(UnlockSpec, "unlock", unlock_args(world, tmp_path, layer_map=[0, 2, 3]))
     assert cfg.layer_map == [0, 2, 3]
 
 
 def test_model_induced_key_from_two_checkpoints(world, tmp_path):
-    from model_adapters import UnlockArgumentError
-
     lm = make_lm(world, tmp_path, source_locked=world["src_base"])
     info = lm.get_model_info()["unlock"]
     assert info["method"] == "unlock" and info["source_locked"] == world["src_base"]
     assert info["locked_template"] == info["unlocked_template"]
     assert lm.extraction_forward_passes == 3  # base and tuned source on one template, target on it too
-    with pytest.raises(UnlockArgumentError, match="two checkpoints of one architecture"):
+    with pytest.raises(ConfigError, match="two checkpoints of one architecture"):
         make_lm(world, tmp_path, source_locked=world["tgt"], source=world["src"])
 
 
@@ -212,26 +258,35 @@ def test_padding_rows_match_their_context_end_without_scanning_the_whole_row(wor
 
 
 def test_layers_syntax(world):
-    from model_adapters.arguments import _int_list
+    from unlock_eval.params import as_index_list
 
-    assert _int_list("layers", "3-5") == [3, 4, 5]
-    assert _int_list("layers", "1;4;6") == [1, 4, 6]
-    assert _int_list("layers", [2, 3.0]) == [2, 3]
-    assert _int_list("layers", 4.0) == [4]
+    assert as_index_list("layers", "3-5") == [3, 4, 5]
+    assert as_index_list("layers", "1;4;6") == [1, 4, 6]
+    assert as_index_list("layers", [2, 3.0]) == [2, 3]
+    assert as_index_list("layers", 4.0) == [4]
+    with pytest.raises(ConfigError, match="layers='5-3': empty range"):
+        as_index_list("layers", "5-3")
 
 
 def test_cli_argument_error_is_one_line(world, tmp_path):
-    proc = lm_eval_cli("--model", "unlock", "--model_args", f"target={world['tgt']},alpah=0.1",
-                       "--tasks", "tiny_unlock_gen", "--include_path", world["tasks"])
+    proc = lm_eval_cli(
+        "--model",
+        "unlock",
+        "--model_args",
+        f"target={world['tgt']},alpah=0.1",
+        "--tasks",
+        "tiny_unlock_gen",
+        "--include_path",
+        world["tasks"],
+    )
     assert proc.returncode != 0
-    assert "lm_eval --model unlock: error: unknown model_args for --model unlock: alpah" in proc.stderr
+    assert "lm_eval: error: unknown model_args for --model unlock: alpah" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 CONCURRENT = """
 import json, sys
-sys.path.insert(0, {tests!r})
-from model_adapters import UnlockLM
+from unlock_eval.model_adapters.unlock import UnlockLM
 lm = UnlockLM(**json.loads(sys.argv[1]))
 print("PASSES", lm.extraction_forward_passes)
 """
@@ -239,9 +294,17 @@ print("PASSES", lm.extraction_forward_passes)
 
 def test_two_processes_starting_at_once_compute_once(world, tmp_path):
     args = json.dumps(unlock_args(world, tmp_path / "shared_cache"))
-    code = CONCURRENT.format(tests=str(Path(__file__).parent))
-    procs = [subprocess.Popen([sys.executable, "-c", code, args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}) for _ in range(2)]
+    code = CONCURRENT
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     passes = sorted(int(o[0].split("PASSES")[1]) for o in outs)
@@ -249,12 +312,18 @@ def test_two_processes_starting_at_once_compute_once(world, tmp_path):
 
 
 def test_registration_is_lazy_cheap_and_keeps_builtin_models():
-    probe = ("import lm_eval.models; from lm_eval.api.registry import model_registry as r; "
-             "print('unlock' in r, 'hf' in r, 'steered' in r)")
+    probe = (
+        "import lm_eval.models; from lm_eval.api.registry import model_registry as r; "
+        "print('unlock' in r, 'hf' in r, 'steered' in r)"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["True", "True", "True"]
-    before = subprocess.run([sys.executable, "-c", "import sys; print('lm_eval' in sys.modules, "
-                             "'torch' in sys.modules)"], capture_output=True, text=True, check=True).stdout.split()
+    before = subprocess.run(
+        [sys.executable, "-c", "import sys; print('lm_eval' in sys.modules, 'torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert before == ["False", "False"]  # nothing heavy imported at interpreter start
     trace = subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"], capture_output=True, text=True).stderr
     line = next(l for l in trace.splitlines() if l.rstrip().endswith("_unlock_eval_startup"))
@@ -273,8 +342,14 @@ def test_parallelize_with_offloaded_layers_steers_like_a_single_device_run(world
     vectors must follow the device the hidden states are on, and the answers must not change."""
     from lm_eval.api.instance import Instance
 
-    reqs = [Instance("generate_until", {}, ("Question: hi\nAnswer:", {"until": ["\n\n"], "max_gen_toks": 5,
-                                                                      "do_sample": False}), 0)]
+    reqs = [
+        Instance(
+            "generate_until",
+            {},
+            ("Question: hi\nAnswer:", {"until": ["\n\n"], "max_gen_toks": 5, "do_sample": False}),
+            0,
+        )
+    ]
     ll = [Instance("loglikelihood", {}, ("Question: hi\nAnswer:", " yes"), 0)]
     single = make_lm(world, tmp_path, alpha=1.0)
     spread = make_lm(world, tmp_path, alpha=1.0, parallelize=True, offload_folder=str(tmp_path / "offload"))
@@ -288,7 +363,6 @@ def test_parallelize_with_offloaded_layers_steers_like_a_single_device_run(world
 def test_torchrun_two_processes_one_extracts_the_other_waits(world, tmp_path):
     """`torchrun`/`accelerate launch` start one lm_eval per rank: exactly one of them runs extraction passes."""
     import re
-
     import socket
 
     with socket.socket() as sock:  # a free port on this machine for the rendezvous
@@ -296,12 +370,36 @@ def test_torchrun_two_processes_one_extracts_the_other_waits(world, tmp_path):
         port = sock.getsockname()[1]
     args = ",".join(f"{k}={v}" for k, v in unlock_args(world, tmp_path / "cache").items() if k != "device")
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", str(port),
-         "-m", "lm_eval", "--model", "unlock", "--model_args", args, "--tasks", "tiny_unlock_gen",
-         "--include_path", world["tasks"], "--device", "cpu", "--output_path", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true"})
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(port),
+            "-m",
+            "lm_eval",
+            "--model",
+            "unlock",
+            "--model_args",
+            args,
+            "--tasks",
+            "tiny_unlock_gen",
+            "--include_path",
+            world["tasks"],
+            "--device",
+            "cpu",
+            "--output_path",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     passes = sorted(int(n) for n in re.findall(r"ready in [\d.]+ s: (\d+) extraction forward passes", proc.stderr))
     assert passes == [0, 3], proc.stderr[-3000:]

@@ -3,9 +3,11 @@
 import pytest
 import torch
 
-from tiny_models import BUILDERS, char_tokenizer, tiny_model
 from unlock_eval import MasterKey, SubspaceMap, capture_final_states, find_decoder_layers
 from unlock_eval.cache import ArtifactCache, CorruptArtifactError, load_artifact, save_artifact
+from unlock_eval.errors import ConfigError
+
+from tiny_models import BUILDERS, char_tokenizer, tiny_model
 
 PROMPTS = ["Question: 3+4?\nAnswer:", "A", "Question: how many apples are left?\nAnswer:", "xyz"]
 
@@ -37,12 +39,12 @@ def test_capture_stops_at_deepest_layer_and_never_runs_lm_head():
 
 def test_capture_bad_inputs():
     model, tok = tiny_model("llama"), char_tokenizer()
-    with pytest.raises(ValueError, match="prompts is empty"):
+    with pytest.raises(ConfigError, match="prompts is empty"):
         capture_final_states(model, tok, [])
-    with pytest.raises(ValueError, match=r"layers must be indices in \[0, 3\]"):
+    with pytest.raises(ConfigError, match=r"layers must be indices in \[0, 3\]"):
         capture_final_states(model, tok, ["a"], layers=[4])
     tok.padding_side = "right"
-    with pytest.raises(ValueError, match="padding_side must be 'left'"):
+    with pytest.raises(ConfigError, match="padding_side must be 'left'"):
         capture_final_states(model, tok, ["a"])
 
 
@@ -57,7 +59,7 @@ def test_masterkey_and_map_round_trip(tmp_path):
     back_map = SubspaceMap.load(tmp_path / "map.safetensors")
     torch.testing.assert_close(back_map.transfer(key).vectors, smap.transfer(key).vectors)
     assert back_map.layer_map == smap.layer_map and back_map.metadata == smap.metadata
-    with pytest.raises(ValueError, match="is not a SubspaceMap artifact"):
+    with pytest.raises(ConfigError, match="is not a SubspaceMap artifact"):
         SubspaceMap.load(tmp_path / "key.safetensors")
 
 

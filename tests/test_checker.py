@@ -6,15 +6,19 @@ equal and not equal), the hard time limit on adversarial input, the worker wirin
 
 from __future__ import annotations
 
+import dis
+import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
 from unlock_eval import checker
-from unlock_eval.checker import Checker, Extraction, Verdict, extract, extract_answer, is_equiv, normalize
+from unlock_eval.checker import Checker, Extraction, Verdict, equivalence, extract, extract_answer, is_equiv, normalize
 
 # --------------------------------------------------------------------------------------------------
 # The hand-written table: (category, pred, gold, expected)
@@ -36,6 +40,7 @@ CASES: list[tuple[str, str, str, bool]] = [
     ("numbers", "\\$18", "18", True),
     ("numbers", "$18.50", "18.5", True),
     ("numbers", "\\$1,000", "1000", True),
+    ("numbers", "$\\frac{1}{2}$.", "0.5", True),
     ("numbers", "18.00", "18", True),
     ("numbers", "18 dollars", "18", True),
     ("numbers", "18\\text{ apples}", "18", True),
@@ -83,6 +88,7 @@ CASES: list[tuple[str, str, str, bool]] = [
     ("intervals", "(-\\infty,0)\\cup(1,\\infty)", "(-\\infty,0)\\cup(1,\\infty)", True),
     ("intervals", "(-\\infty,0]\\cup(1,\\infty)", "(-\\infty,0)\\cup(1,\\infty)", False),
     ("intervals", "x \\in [1,2]", "[1,2]", True),
+    ("intervals", "\\((1,2)\\)", "(1,2]", False),
     # tuples (ordered)
     ("tuples", "(3, 4)", "(3,4)", True),
     ("tuples", "(1,2,3)", "(1,2,3)", True),
@@ -150,13 +156,39 @@ def test_equivalence_table(ck, category, pred, gold, expected):
     assert verdict.reason in ({"identical", "equivalent"} if expected else {"different"})
 
 
-def test_table_covers_every_category():
-    categories = {c for c, *_ in CASES}
-    for category in categories:
+def _lines_run(funcs, calls) -> tuple[set, set]:
+    """((function, line) for every line of ``funcs`` that holds code, those of them that ``calls`` ran)."""
+    codes = {f.__code__ for f in funcs}
+    lines = {
+        (f.__name__, n) for f in funcs for _, n in dis.findlinestarts(f.__code__) if n and n > f.__code__.co_firstlineno
+    }
+    ran: set = set()
+
+    def local(frame, event, arg):
+        if event == "line":
+            ran.add((frame.f_code.co_name, frame.f_lineno))
+        return local
+
+    previous = sys.gettrace()
+    sys.settrace(lambda frame, event, arg: local if frame.f_code in codes else None)
+    try:
+        for call in calls:
+            call()
+    finally:
+        sys.settrace(previous)
+    return lines, ran
+
+
+def test_table_covers_every_category_and_every_normalisation_rule():
+    for category in {c for c, *_ in CASES}:
         outcomes = {e for c, _, _, e in CASES if c == category}
-        assert outcomes == {True, False} or category == "text", category
-    assert {"numbers", "fractions", "radicals", "degrees", "intervals", "tuples", "sets", "matrices",
-            "equations", "symbolic"} <= categories
+        assert outcomes == {True, False}, f"category {category!r} needs an equal and a not-equal case"
+    # Every rewrite of the hand-written part (each `if` body of normalize and its helpers, both
+    # readings of '70,110') must be reached by some table answer, so the table checks its effect.
+    answers = [a for _, pred, gold, _ in CASES for a in (pred, gold)]
+    funcs = (normalize, equivalence._strip_wrappers, equivalence._squeeze_spaces, equivalence._readings)
+    lines, ran = _lines_run(funcs, [lambda a=a: equivalence._readings(normalize(a)) for a in answers])
+    assert lines - ran == set(), "lines of the normalisation no table case reaches"
 
 
 def test_results_do_not_depend_on_order_or_history():
@@ -224,8 +256,19 @@ def test_rule_priority():
     assert set(checker.RULES) == {"boxed", "gsm8k", "final_answer", "answer_is", "last_number"}
 
 
-LONG_TEXTS = ["\\boxed{" * 3000, "{" * 20000, "1," * 10000, "The answer is " * 2000, "#### " * 5000, "x" * 100000,
-              "." * 100000, "$" * 100000, "\\text{" * 10000 + "}" * 10000, "1 " * 50000, "1 dollars" * 10000]
+LONG_TEXTS = [
+    "\\boxed{" * 3000,
+    "{" * 20000,
+    "1," * 10000,
+    "The answer is " * 2000,
+    "#### " * 5000,
+    "x" * 100000,
+    "." * 100000,
+    "$" * 100000,
+    "\\text{" * 10000 + "}" * 10000,
+    "1 " * 50000,
+    "1 dollars" * 10000,
+]
 
 
 def test_extract_and_normalize_are_linear_time_on_long_inputs():
@@ -319,12 +362,38 @@ def test_fractional_timeouts_reach_the_worker_and_work():
 
 
 def test_the_math_verify_float_trap_exists():
-    """Documents why the checker never passes a float timeout to math-verify (pinned 0.9.0)."""
+    """Why the worker never lets math-verify time itself (pinned 0.9.0): its limit is a SIGALRM of
+    whole seconds, and a float there makes every comparison quietly False."""
     from math_verify import parse, verify
 
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
     assert verify(parse("$0.5$"), parse("$\\frac{1}{2}$"))
     assert not verify(parse("$0.5$"), parse("$\\frac{1}{2}$"), timeout_seconds=0.5)
+
+
+def test_the_worker_comparison_never_arms_a_math_verify_timeout(monkeypatch):
+    """Our side of the trap above: the code the worker runs passes math-verify no timeout at all
+    (``parsing_timeout=None``, ``timeout_seconds=None``), so no SIGALRM is ever set and no float
+    can reach ``signal.alarm``. With the signal calls forbidden, comparisons must still give real
+    verdicts; a timeout handed to math-verify would make them False (its errors are swallowed)."""
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+    armed = []
+
+    def forbidden(*args):
+        armed.append(args)
+        raise AssertionError("math-verify armed a signal timeout")
+
+    equivalence._mv_parse.cache_clear()  # parse afresh, under the patch
+    monkeypatch.setattr(signal, "alarm", forbidden)
+    monkeypatch.setattr(signal, "signal", forbidden)
+    try:
+        assert equivalence._equivalent_normalized("0.5", "\\frac{1}{2}")
+        assert equivalence._equivalent_normalized("x=3", "3")
+        assert not equivalence._equivalent_normalized("3", "4")
+    finally:
+        monkeypatch.undo()
+        equivalence._mv_parse.cache_clear()
+    assert armed == []
 
 
 def test_identical_shortcut_and_worker_agree():
@@ -395,18 +464,32 @@ def test_bad_inputs(call, error, message):
         call()
 
 
-def test_checker_module_imports_no_heavy_or_forbidden_modules():
-    import subprocess
-    import sys
-    from pathlib import Path
+# heavy: torch, transformers, lm_eval, sympy and math-verify (the worker's business); forbidden: tasks and adapters
+HEAVY_OR_FORBIDDEN = (
+    "torch",
+    "transformers",
+    "lm_eval",
+    "sympy",
+    "math_verify",
+    "latex2sympy2_extended",
+    "tasks",
+    "model_adapters",
+    "unlock_eval.tasks",
+    "unlock_eval.model_adapters",
+)
 
-    path = Path(checker.__file__)
+
+def test_importing_the_checker_loads_no_heavy_or_forbidden_modules(tmp_path):
+    """The real import path, `import unlock_eval.checker` (package __init__ included), in a fresh
+    interpreter with -P and a temporary cwd: the package comes from the environment (the installed
+    one, or $PYTHONPATH), not from a checkout that happens to be the current directory."""
     code = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('c', {str(path)!r})\n"
-        "m = importlib.util.module_from_spec(spec); sys.modules['c'] = m; spec.loader.exec_module(m)\n"
-        "bad = [n for n in ('lm_eval', 'torch', 'sympy', 'math_verify', 'tasks') if n in sys.modules]\n"
-        "print(bad)\n"
+        "import json, sys\n"
+        "import unlock_eval.checker\n"
+        f"bad = [n for n in {HEAVY_OR_FORBIDDEN!r} if n in sys.modules]\n"
+        "print(json.dumps([unlock_eval.checker.__file__, bad]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    proc = subprocess.run([sys.executable, "-P", "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    imported_from, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert loaded == [], f"importing unlock_eval.checker ({imported_from}) loaded {loaded}"

@@ -1,7 +1,7 @@
 """unlock_eval.checker on the real benchmark data in ../shared/data ($UNLOCK_EVAL_DATA_DIR): every GSM8K
 and MATH gold answer extracts and equals itself through math-verify, MATH-500/AGIEval answers equal
-the boxed answers of their MATH solutions, and random cross-problem pairs stay under 0.5% false
-positives.
+the boxed answers of their MATH solutions, gold answers that differ only in layout are equal, and
+random cross-problem pairs stay under 0.5% false positives.
 
 The pair builders and the ``surface_equal`` oracle are also used by benchmarks/checker_agreement.py.
 """
@@ -49,7 +49,9 @@ def same_problem_pairs() -> list[tuple[str, str, str]]:
     """(source, pred, gold) pairs that must be equal: MATH-500's ``answer`` vs the boxed answer of
     its solution, AGIEval Math's ``answer`` vs the boxed answer of ``other.solution``."""
     pairs = [("math500", r["answer"], extract(r["solution"]).answer) for r in read_jsonl("math/math500.jsonl")]
-    pairs += [("agieval_math", r["answer"], extract(r["other"]["solution"]).answer) for r in read_jsonl("agieval/math.jsonl")]
+    pairs += [
+        ("agieval_math", r["answer"], extract(r["other"]["solution"]).answer) for r in read_jsonl("agieval/math.jsonl")
+    ]
     return pairs
 
 
@@ -128,11 +130,37 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_oracle():
-    assert surface_equal("5\\text{ inches}", "5") and surface_equal("b=4", "4") and surface_equal("0.5", "\\frac12".replace("12", "{1}{2}"))
-    assert surface_equal("45^\\circ", "45") and surface_equal("\\left(1,2\\right)", "(1, 2)")
-    assert not surface_equal("\\text{(A)}", "\\text{(B)}") and not surface_equal("11x+6y+5z+86=0", "0")
-    assert not surface_equal("70,110", "70110")
+def layout_only_pairs(golds: list[str]) -> list[tuple[str, str]]:
+    """Every ordered pair of two different gold answers (of different problems) that ``surface_equal``
+    calls equal: the same value written another way ('0.25\\,\\text{ cm}' / '\\frac{1}{4}', 'x = -1' / '-1',
+    '105^\\circ' / '105', '(-\\infty, 0]' / '(-\\infty,0]'). These are excluded from the false-positive
+    count, so the checker must call them equal."""
+    groups: dict[object, set[str]] = {}
+    for gold in set(golds):
+        key = _surface_key(gold)
+        value = _rational(key)
+        groups.setdefault(key if value is None else value, set()).add(gold)
+    return [(a, b) for group in groups.values() for a in sorted(group) for b in sorted(group) if a != b]
+
+
+# Pairs the oracle calls equal on purpose although they are not: it drops any 'x =', so two
+# assignments to different variables (MATH gold 'b=4' vs 'x = 4') look alike to it.
+def _different_variables(a: str, b: str) -> bool:
+    la, lb = _ASSIGNMENT.match(a.strip()), _ASSIGNMENT.match(b.strip())
+    return bool(la and lb) and la.group(0)[0] != lb.group(0)[0]
+
+
+# A known gap of the checker (math-verify 0.9's percentages), pinned so that any change shows:
+# '12\%' equals '12', but a decimal percentage does not equal its bare number.
+KNOWN_MISSES = {("7.2", "7.2\\%"), ("7.2\\%", "7.2")}
+
+
+def test_gold_answers_that_differ_only_in_layout_are_equal():
+    pairs = [(a, b) for a, b in layout_only_pairs(math_golds() + gsm8k_golds()) if not _different_variables(a, b)]
+    assert len(pairs) > 400  # units, degrees, 'x =', \dfrac, 0.25 vs \frac14, spacing, ...
+    verdicts = check_all(pairs)
+    misses = {pair for pair, v in zip(pairs, verdicts) if not v.equal}
+    assert misses == KNOWN_MISSES, sorted(misses ^ KNOWN_MISSES)
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from unlock_eval import MasterKey, SubspaceMap, relative_depth_layer_map
+from unlock_eval.errors import ConfigError
 
 
 def rand_states(L, n, d, seed):
@@ -33,18 +34,24 @@ def test_pca_key_matches_numpy_svd_with_sign_toward_mean():
 
 
 def test_pca_needs_two_prompts():
-    with pytest.raises(ValueError, match="n >= 2"):
+    with pytest.raises(ConfigError, match="n >= 2"):
         MasterKey.from_states(torch.zeros(1, 1, 3), torch.ones(1, 1, 3), aggregator="pca")
 
 
-@pytest.mark.parametrize("Ls,Lt", [(30, 18), (18, 30), (4, 4), (40, 28), (1, 5), (5, 1)])
-def test_relative_depth_layer_map_formula(Ls, Lt):
-    got = relative_depth_layer_map(Ls, Lt)
-    if Lt == 1:
-        assert got == [Ls - 1]
-        return
-    assert got == [min(int(np.floor((Ls - 1) * t / (Lt - 1))), Ls - 1) for t in range(Lt)]
-    assert got[0] == 0 and got[-1] == Ls - 1
+# s(t) = floor((L_s - 1) t / (L_t - 1)), worked out by hand (e.g. 30 -> 18, t = 2: floor(29 * 2 / 17) = floor(3.41) = 3)
+HAND_LAYER_MAPS = {
+    (30, 18): [0, 1, 3, 5, 6, 8, 10, 11, 13, 15, 17, 18, 20, 22, 23, 25, 27, 29],
+    (18, 30): [0, 0, 1, 1, 2, 2, 3, 4, 4, 5, 5, 6, 7, 7, 8, 8, 9, 9, 10, 11, 11, 12, 12, 13, 14, 14, 15, 15, 16, 17],
+    (4, 4): [0, 1, 2, 3],
+    (3, 5): [0, 0, 1, 1, 2],
+    (1, 5): [0, 0, 0, 0, 0],
+    (5, 1): [4],
+}
+
+
+@pytest.mark.parametrize("Ls,Lt", list(HAND_LAYER_MAPS))
+def test_relative_depth_layer_map_matches_hand_computed_tables(Ls, Lt):
+    assert relative_depth_layer_map(Ls, Lt) == HAND_LAYER_MAPS[(Ls, Lt)]
 
 
 @pytest.mark.parametrize("center", [False, True])
@@ -85,17 +92,17 @@ def test_explicit_layer_map_and_errors():
     src, tgt = rand_states(3, 8, 5, 8), rand_states(2, 8, 4, 9)
     smap = SubspaceMap.fit(src, tgt, k=2, layer_map=[2, 1])
     assert smap.layer_map == [2, 1]
-    with pytest.raises(ValueError, match="explicit layer_map must list 2 source layers"):
+    with pytest.raises(ConfigError, match="explicit layer_map must list 2 source layers"):
         SubspaceMap.fit(src, tgt, k=2, layer_map=[0, 5])
-    with pytest.raises(ValueError, match="allowed names are relative_depth"):
+    with pytest.raises(ConfigError, match="allowed names are relative_depth"):
         SubspaceMap.fit(src, tgt, k=2, layer_map="nearest")
-    with pytest.raises(ValueError, match=r"k=9 exceeds the number of prompts n=8"):
+    with pytest.raises(ConfigError, match=r"k=9 exceeds the number of prompts n=8"):
         SubspaceMap.fit(src, tgt, k=9)
-    with pytest.raises(ValueError, match=r"k=5 exceeds the hidden size"):
+    with pytest.raises(ConfigError, match=r"k=5 exceeds the hidden size"):
         SubspaceMap.fit(rand_states(3, 30, 5, 1), rand_states(2, 30, 4, 2), k=5)
-    with pytest.raises(ValueError, match="must be paired"):
+    with pytest.raises(ConfigError, match="must be paired"):
         SubspaceMap.fit(src, rand_states(2, 9, 4, 9), k=2)
-    with pytest.raises(ValueError, match=r"does not fit this map"):
+    with pytest.raises(ConfigError, match=r"does not fit this map"):
         smap.transfer(MasterKey(torch.ones(3, 7)))
 
 
@@ -104,9 +111,9 @@ def test_key_arithmetic_and_cosine():
     torch.testing.assert_close((2 * a - b).vectors, 2 * a.vectors - b.vectors)
     torch.testing.assert_close((-a).vectors, -a.vectors)
     torch.testing.assert_close(a.cosine(a), torch.ones(2))
-    with pytest.raises(ValueError, match="shapes"):
+    with pytest.raises(ConfigError, match="shapes"):
         a + MasterKey(torch.randn(3, 4))
-    with pytest.raises(ValueError, match="aggregator='median'"):
+    with pytest.raises(ConfigError, match="aggregator='median'"):
         MasterKey.from_states(torch.zeros(1, 2, 3), torch.ones(1, 2, 3), aggregator="median")
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ConfigError, match="NaN"):
         MasterKey(torch.tensor([[float("nan")]]))

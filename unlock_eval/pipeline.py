@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -16,6 +17,7 @@ from .capture import capture_final_states
 from .masterkey import MasterKey
 from .models import load_model, resolve_model
 from .prompts import render
+from .spec import UnlockSpec
 
 logger = logging.getLogger(__name__)
 CAPTURE_VERSION = 1
@@ -32,19 +34,52 @@ class Extractor:
     Models already in memory can be handed over in `preloaded` (spec -> (model, tokenizer)).
     """
 
-    def __init__(self, cache: ArtifactCache, dtype: str = "float32", device: str | None = None,
-                 batch_size: int = 8, progress: bool = True, revisions: dict[str, str | None] | None = None,
-                 preloaded: dict[str, tuple[Any, Any]] | None = None):
+    def __init__(
+        self,
+        cache: ArtifactCache,
+        dtype: str = "float32",
+        device: str | None = None,
+        batch_size: int = 8,
+        progress: bool = True,
+        revisions: dict[str, str | None] | None = None,
+        preloaded: dict[str, tuple[Any, Any]] | None = None,
+        layers_paths: dict[str, tuple[str | None, str]] | None = None,
+    ):
         self.cache = cache
         self.dtype = dtype
         self.device = device
         self.batch_size = batch_size
         self.progress = progress
         self.revisions = revisions or {}
+        self.layers_paths = layers_paths or {}  # spec -> (override, the argument name users pass it as)
         self.models: dict[str, tuple[Any, Any]] = dict(preloaded or {})
         self.loaded: list[str] = []
         self.counter: dict[str, int] = {"forward_passes": 0}
         self._identities: dict[str, dict] = {}
+
+    @classmethod
+    def for_spec(
+        cls,
+        spec: UnlockSpec,
+        dtype: str = "float32",
+        device: str | None = None,
+        progress: bool = True,
+        target_revision: str | None = None,
+        preloaded: dict[str, tuple[Any, Any]] | None = None,
+    ):
+        """An extractor for the models of `spec`, with their revisions and decoder-layer overrides."""
+        models = dict.fromkeys([spec.target, spec.source, spec.source_locked])
+        revisions = {m: target_revision if m == spec.target else spec.source_revision for m in models}
+        return cls(
+            ArtifactCache(spec.cache_dir),
+            dtype=dtype,
+            device=device,
+            batch_size=spec.extract_batch_size,
+            progress=progress,
+            revisions=revisions,
+            preloaded=preloaded,
+            layers_paths={m: spec.layers_path_of(m) for m in models},
+        )
 
     @property
     def forward_passes(self) -> int:
@@ -52,75 +87,118 @@ class Extractor:
 
     def identity(self, spec: str) -> dict:
         if spec not in self._identities:
-            resolved = resolve_model(spec, revision=self.revisions.get(spec), cache_dir=self.cache.root,
-                                     convert=False)  # identity only: a warm start converts nothing
+            resolved = resolve_model(
+                spec, revision=self.revisions.get(spec), cache_dir=self.cache.root, convert=False
+            )  # identity only: a warm start converts nothing
             self._identities[spec] = resolved.identity
         return self._identities[spec]
 
     def model(self, spec: str):
         if spec not in self.models:
-            self.models[spec] = load_model(spec, dtype=self.dtype, device=self.device,
-                                           revision=self.revisions.get(spec), cache_dir=self.cache.root)
+            self.models[spec] = load_model(
+                spec, dtype=self.dtype, device=self.device, revision=self.revisions.get(spec), cache_dir=self.cache.root
+            )
             self.loaded.append(spec)
         return self.models[spec]
 
     def states(self, spec: str, template: str, questions: Sequence[str]) -> tuple[torch.Tensor, str]:
         """Final-token states `[L, n, d]` of `spec` on `template` filled with each question; cached."""
-        parts = {"model": self.identity(spec), "template": template, "prompts": prompts_hash(questions),
-                 "n": len(questions), "dtype": str(self.dtype), "capture_version": CAPTURE_VERSION}
+        layers_path, layers_arg = self.layers_paths.get(spec, (None, "layers_path"))
+        parts = {
+            "model": self.identity(spec),
+            "template": template,
+            "prompts": prompts_hash(questions),
+            "n": len(questions),
+            "dtype": str(self.dtype),
+            "capture_version": CAPTURE_VERSION,
+        }
+        if layers_path:
+            parts["layers_path"] = layers_path
         key = fingerprint(parts)
 
         def build():
             model, tok = self.model(spec)
-            states = capture_final_states(model, tok, [render(template, q) for q in questions],
-                                          batch_size=self.batch_size, progress=self.progress,
-                                          desc=f"capture {spec}", counter=self.counter)
+            states = capture_final_states(
+                model,
+                tok,
+                [render(template, q) for q in questions],
+                batch_size=self.batch_size,
+                layers_path=layers_path,
+                layers_arg=layers_arg,
+                progress=self.progress,
+                desc=f"capture {spec}",
+                counter=self.counter,
+            )
             return {"states": states}, {"artifact": "states", "model_spec": spec, **parts}
 
         tensors, _ = self.cache.get_or_build("states", key, build)
         return tensors["states"], key
 
-    def masterkey(self, locked_spec: str, unlocked_spec: str, locked_template: str, unlocked_template: str,
-                  questions: Sequence[str], aggregator: str) -> tuple[MasterKey, str]:
+    def masterkey(
+        self,
+        locked_spec: str,
+        unlocked_spec: str,
+        locked_template: str,
+        unlocked_template: str,
+        questions: Sequence[str],
+        aggregator: str,
+    ) -> tuple[MasterKey, str]:
         locked, locked_key = self.states(locked_spec, locked_template, questions)
         unlocked, unlocked_key = self.states(unlocked_spec, unlocked_template, questions)
-        meta = {"locked": {"model": locked_spec, "identity": self.identity(locked_spec), "template": locked_template,
-                           "states": locked_key},
-                "unlocked": {"model": unlocked_spec, "identity": self.identity(unlocked_spec),
-                             "template": unlocked_template, "states": unlocked_key},
-                "aggregator": aggregator, "n": len(questions), "prompts": prompts_hash(questions),
-                "dtype": str(self.dtype)}
+        meta = {
+            "locked": {
+                "model": locked_spec,
+                "identity": self.identity(locked_spec),
+                "template": locked_template,
+                "states": locked_key,
+            },
+            "unlocked": {
+                "model": unlocked_spec,
+                "identity": self.identity(unlocked_spec),
+                "template": unlocked_template,
+                "states": unlocked_key,
+            },
+            "aggregator": aggregator,
+            "n": len(questions),
+            "prompts": prompts_hash(questions),
+            "dtype": str(self.dtype),
+        }
         key = fingerprint(meta)
 
         def build():
-            mk = MasterKey.from_states(locked, unlocked, aggregator=aggregator, metadata=meta)
-            return {"vectors": mk.vectors}, {"artifact": "MasterKey", **mk.metadata}
+            return MasterKey.from_states(locked, unlocked, aggregator=aggregator, metadata=meta).to_artifact()
 
-        tensors, stored = self.cache.get_or_build("masterkey", key, build)
-        stored = {k: v for k, v in stored.items() if k not in ("artifact", "format_version", "checksum")}
-        return MasterKey(tensors["vectors"], stored), key
+        return MasterKey.from_artifact(*self.cache.get_or_build("masterkey", key, build)), key
 
-    def subspace_map(self, source_spec: str, target_spec: str, template: str, questions: Sequence[str],
-                     k: int, center: bool, layer_map: str | Sequence[int] | None) -> tuple[SubspaceMap, str]:
+    def subspace_map(
+        self,
+        source_spec: str,
+        target_spec: str,
+        template: str,
+        questions: Sequence[str],
+        k: int,
+        center: bool,
+        layer_map: str | Sequence[int] | None,
+    ) -> tuple[SubspaceMap, str]:
         source, source_key = self.states(source_spec, template, questions)
         target, target_key = self.states(target_spec, template, questions)
-        meta = {"source": {"model": source_spec, "identity": self.identity(source_spec), "states": source_key},
-                "target": {"model": target_spec, "identity": self.identity(target_spec), "states": target_key},
-                "template": template, "n": len(questions), "prompts": prompts_hash(questions), "dtype": str(self.dtype),
-                "k": int(k), "center": bool(center),
-                "layer_map": layer_map if isinstance(layer_map, str) or layer_map is None else list(layer_map)}
+        meta = {
+            "source": {"model": source_spec, "identity": self.identity(source_spec), "states": source_key},
+            "target": {"model": target_spec, "identity": self.identity(target_spec), "states": target_key},
+            "template": template,
+            "n": len(questions),
+            "prompts": prompts_hash(questions),
+            "dtype": str(self.dtype),
+            "k": int(k),
+            "center": bool(center),
+            "layer_map": layer_map if isinstance(layer_map, str) or layer_map is None else list(layer_map),
+        }
         key = fingerprint(meta)
 
         def build():
-            smap = SubspaceMap.fit(source, target, k=k, center=center, layer_map=layer_map, metadata=meta)
-            return ({"Vs": smap.Vs, "M": smap.M, "Vt": smap.Vt},
-                    {"artifact": "SubspaceMap", **smap.metadata, "layer_map": smap.layer_map,
-                     "num_source_layers": smap.num_source_layers})
+            return SubspaceMap.fit(source, target, k=k, center=center, layer_map=layer_map, metadata=meta).to_artifact()
 
-        tensors, stored = self.cache.get_or_build("subspacemap", key, build)
-        smap = SubspaceMap(tensors["Vs"], tensors["M"], tensors["Vt"], stored["layer_map"],
-                           stored["num_source_layers"], {**meta, "layer_map_name": stored.get("layer_map_name")})
-        return smap, key
+        return SubspaceMap.from_artifact(*self.cache.get_or_build("subspacemap", key, build)), key
 
 
 @dataclass
@@ -136,25 +214,31 @@ class UnlockArtifacts:
     models_loaded: list[str] = field(default_factory=list)
 
 
-def build_unlock(extractor: Extractor, target: str, source: str, source_locked: str | None,
-                 locked_template: str, unlocked_template: str, questions: Sequence[str], k: int = 16,
-                 aggregator: str = "mean", layer_map: str | Sequence[int] | None = "relative_depth") -> UnlockArtifacts:
-    """MasterKey from (source_locked, locked_template) vs (source, unlocked_template), mapped into `target`.
+def build_unlock(extractor: Extractor, spec: UnlockSpec, questions: Sequence[str]) -> UnlockArtifacts:
+    """MasterKey from (source_locked, locked_template) vs (source, unlocked_template), mapped into the target.
 
     When the target is the source itself (native steering) no alignment is fitted. The alignment uses the
     source-locked and target states on the locked template; `pca` centres them first, as the reference.
     """
-    source_locked = source_locked or source
-    key, key_hash = extractor.masterkey(source_locked, source, locked_template, unlocked_template, questions,
-                                        aggregator)
+    key, key_hash = extractor.masterkey(
+        spec.source_locked, spec.source, spec.locked_template, spec.unlocked_template, questions, spec.aggregator
+    )
     hashes = {"source_key": key_hash, "source_key_checksum": tensors_checksum({"v": key.vectors})[:24]}
-    native = extractor.identity(target) in (extractor.identity(source), extractor.identity(source_locked))
+    identity = extractor.identity
+    native = identity(spec.target) in (identity(spec.source), identity(spec.source_locked))
     smap = None
     if native:
         target_key = key
     else:
-        smap, map_hash = extractor.subspace_map(source_locked, target, locked_template, questions, k,
-                                                center=(aggregator == "pca"), layer_map=layer_map)
+        smap, map_hash = extractor.subspace_map(
+            spec.source_locked,
+            spec.target,
+            spec.locked_template,
+            questions,
+            spec.k,
+            center=spec.aggregator == "pca",
+            layer_map=spec.layer_map,
+        )
         target_key = smap.transfer(key)
         hashes["subspace_map"] = map_hash
     hashes["target_key_checksum"] = tensors_checksum({"v": target_key.vectors})[:24]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
+from . import data
 from .errors import ConfigError
 
 # Prompt-induced capabilities: one model, two templates with a `{question}` slot.
@@ -15,12 +14,16 @@ CAPABILITIES: dict[str, dict[str, str]] = {
         "unlocked_template": "Question: {question}\nAnswer: Let's think step by step.",
     },
 }
+DEFAULT_CAPABILITY = "cot"
 
-# Named extraction sets: local file under UNLOCK_EVAL_DATA_DIR (upstream layout) and its text field.
-EXTRACTION_SETS: dict[str, tuple[str, str]] = {
-    "gsm8k": ("gsm8k/train.jsonl", "question"),
-    "math": ("math/train.jsonl", "problem"),
+# Named extraction sets: (benchmark of unlock_eval.data, split, text field). The reference takes the last n rows
+# of the steering data set's train split.
+EXTRACTION_SETS: dict[str, tuple[str, str, str]] = {
+    "gsm8k": ("gsm8k", "train", "question"),
+    "math": ("math", "train", "problem"),
 }
+DEFAULT_EXTRACT_FROM = "gsm8k"
+DEFAULT_N = 64
 TEXT_FIELDS = ("question", "problem")
 
 
@@ -35,48 +38,49 @@ def check_template(name: str, template: str) -> str:
     return template
 
 
-def resolve_extraction_file(extract_from: str) -> tuple[Path, str | None]:
-    """Map `extract_from` (a named set or a JSONL path) to a file and, for named sets, its text field."""
+def check_capability(capability: str) -> str:
+    if capability not in CAPABILITIES:
+        raise ConfigError(
+            f"capability={capability!r}: allowed values are {', '.join(CAPABILITIES)} "
+            "(or give locked_template and unlocked_template)"
+        )
+    return capability
+
+
+def check_extraction_source(extract_from: str) -> str:
+    """A named set (read from the Hub, or from UNLOCK_EVAL_DATA_DIR when set) or an existing .jsonl file."""
     if extract_from in EXTRACTION_SETS:
-        rel, text_field = EXTRACTION_SETS[extract_from]
-        data_dir = os.environ.get("UNLOCK_EVAL_DATA_DIR")
-        if not data_dir:
-            raise ConfigError(
-                f"extract_from={extract_from!r} reads {rel} under UNLOCK_EVAL_DATA_DIR, which is not set "
-                "(point it at a folder in the layout of shared/data, or pass extract_from=/path/to/file.jsonl)"
-            )
-        return Path(data_dir).expanduser() / rel, text_field
+        return extract_from
     path = Path(extract_from).expanduser()
     if path.suffix != ".jsonl":
-        raise ConfigError(f"extract_from={extract_from!r}: allowed values are {', '.join(EXTRACTION_SETS)} "
-                         "or a path to a .jsonl file with a 'question' or 'problem' field")
-    return path, None
+        raise ConfigError(
+            f"extract_from={extract_from!r}: allowed values are {', '.join(EXTRACTION_SETS)} "
+            "or a path to a .jsonl file with a 'question' or 'problem' field"
+        )
+    if not path.is_file():
+        raise ConfigError(f"extract_from={extract_from!r}: file not found")
+    return extract_from
 
 
 def load_questions(extract_from: str, n: int) -> list[str]:
-    """The last `n` questions of a named train split or JSONL file (the reference takes the last n rows)."""
+    """The last `n` questions of a named train split (GSM8K or MATH, Hub or local) or of a JSONL file."""
     n = int(n)
     if n < 1:
         raise ConfigError(f"n must be >= 1, got {n}")
-    path, text_field = resolve_extraction_file(extract_from)
-    if not path.is_file():
-        raise ConfigError(f"extract_from={extract_from!r}: cannot read {path} (file not found; "
-                         "check UNLOCK_EVAL_DATA_DIR or the path)")
-    questions: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"extract_from: {path}:{lineno} is not valid JSON ({exc.msg})") from None
-            fields = (text_field,) if text_field else TEXT_FIELDS
-            text = next((row[f] for f in fields if isinstance(row, dict) and isinstance(row.get(f), str)), None)
-            if text is None:
-                raise ConfigError(f"extract_from: {path}:{lineno} has no string field {' or '.join(fields)}")
-            questions.append(text)
+    check_extraction_source(extract_from)
+    if extract_from in EXTRACTION_SETS:
+        benchmark, split, text_field = EXTRACTION_SETS[extract_from]
+        rows, fields, where = data.load_split(benchmark, split), (text_field,), f"the {benchmark} {split} split"
+    else:
+        rows, fields, where = data.read_jsonl(Path(extract_from).expanduser()), TEXT_FIELDS, extract_from
+    questions = []
+    for i, row in enumerate(rows, 1):
+        text = next((row[f] for f in fields if isinstance(row, dict) and isinstance(row.get(f), str)), None)
+        if text is None:
+            raise ConfigError(f"extract_from: row {i} of {where} has no string field {' or '.join(fields)}")
+        questions.append(text)
     if len(questions) < n:
-        raise ConfigError(f"extract_from={extract_from!r}: asked for n={n} prompts but {path} has only "
-                         f"{len(questions)}")
+        raise ConfigError(
+            f"extract_from={extract_from!r}: asked for n={n} prompts but {where} has only {len(questions)}"
+        )
     return questions[-n:]

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
-import math
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 from torch import nn
 
+from .errors import ConfigError
+from .layers import find_decoder_layers, hidden_size, layer_hidden, replace_layer_hidden
 from .masterkey import MasterKey
-from .models import find_decoder_layers
+from .params import as_float
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +21,19 @@ MODES = {
     "prefill_last": "rotate the last prompt position toward r during prefill only (norm-preserving; reference)",
     "additive_all": "add alpha * ||h|| * r/||r|| at every position, prompt and generated",
 }
+DEFAULT_MODE = "prefill_last"
+DEFAULT_ALPHA = 0.1
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ConfigError(f"mode={mode!r}: allowed values are {', '.join(MODES)}")
+    return mode
+
+
+def check_alpha(alpha: float) -> float:
+    """alpha is a finite number (a relative, angle-like strength; the reference uses 0.05-0.5)."""
+    return as_float("alpha", alpha)
 
 
 @dataclass
@@ -39,15 +53,6 @@ class Steering:
     skipped_layers: list[int] = field(default_factory=list)
 
 
-def _hidden_size(model: nn.Module) -> int | None:
-    cfg = getattr(model, "config", None)
-    text_cfg = getattr(cfg, "text_config", None) or cfg
-    for attr in ("hidden_size", "n_embd", "d_model"):
-        if text_cfg is not None and isinstance(getattr(text_cfg, attr, None), int):
-            return getattr(text_cfg, attr)
-    return None
-
-
 def _is_prefill(hidden: torch.Tensor, kwargs: dict) -> bool:
     if hidden.shape[1] > 1:
         return True
@@ -59,8 +64,8 @@ def _is_prefill(hidden: torch.Tensor, kwargs: dict) -> bool:
 def steer(
     model: nn.Module,
     key: MasterKey,
-    alpha: float = 0.1,
-    mode: str = "prefill_last",
+    alpha: float = DEFAULT_ALPHA,
+    mode: str = DEFAULT_MODE,
     layers: Sequence[int] | None = None,
     layers_path: str | None = None,
 ) -> Iterator[Steering]:
@@ -70,24 +75,20 @@ def steer(
         h <- ||h|| * normalize(h/||h|| + alpha * r/||r||)
     additive_all: at every position of every forward pass: h <- h + alpha * ||h|| * r/||r||
     """
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r}: allowed values are {', '.join(MODES)}")
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"alpha must be a number, got {alpha!r}") from None
-    if not math.isfinite(alpha):
-        raise ValueError(f"alpha must be finite, got {alpha}")
+    check_mode(mode)
+    alpha = check_alpha(alpha)
     if not isinstance(key, MasterKey):
-        raise TypeError(f"key must be a MasterKey, got {type(key).__name__}")
+        raise ConfigError(f"key must be a MasterKey, got {type(key).__name__}")
     decoder_layers = find_decoder_layers(model, layers_path)
-    d = _hidden_size(model)
+    d = hidden_size(model)
     if key.num_layers != len(decoder_layers) or (d is not None and key.hidden_size != d):
-        raise ValueError(f"key of shape [{key.num_layers}, {key.hidden_size}] does not match the model "
-                         f"({type(model).__name__}: {len(decoder_layers)} layers, hidden size {d})")
+        raise ConfigError(
+            f"key of shape [{key.num_layers}, {key.hidden_size}] does not match the model "
+            f"({type(model).__name__}: {len(decoder_layers)} layers, hidden size {d})"
+        )
     chosen = list(range(len(decoder_layers))) if layers is None else sorted(set(int(l) for l in layers))
     if any(not 0 <= l < len(decoder_layers) for l in chosen):
-        raise ValueError(f"layers must be indices in [0, {len(decoder_layers) - 1}], got {list(layers)}")
+        raise ConfigError(f"layers must be indices in [0, {len(decoder_layers) - 1}], got {list(layers)}")
 
     handle = Steering(mode=mode, alpha=alpha, layers=chosen)
     hooks = []
@@ -96,7 +97,7 @@ def steer(
         per_device: dict[torch.device, torch.Tensor] = {}
 
         def hook(_module, _args, kwargs, output):
-            h = output[0] if isinstance(output, tuple) else output
+            h = layer_hidden(output)
             r = per_device.get(h.device)
             if r is None:
                 r = per_device[h.device] = direction.to(h.device)
@@ -116,7 +117,7 @@ def steer(
                 x = h.float()
                 h = (x + alpha * x.norm(dim=-1, keepdim=True) * r).to(h.dtype)
             handle.steered_calls += 1
-            return (h, *output[1:]) if isinstance(output, tuple) else h
+            return replace_layer_hidden(output, h)
 
         return hook
 
@@ -133,7 +134,7 @@ def steer(
             # moves the vector to whatever device the hidden state is on
             device = param.device if param is not None and param.device.type != "meta" else torch.device("cpu")
             direction = (v / norm).float().to(device)
-            # prepend: run before other hooks (e.g. transformers' output_hidden_states recorder) so they see steered states
+            # prepend: run before other hooks (transformers' output_hidden_states recorder) so they see steered states
             hooks.append(layer.register_forward_hook(make_hook(direction), with_kwargs=True, prepend=True))
         if handle.skipped_layers:
             logger.warning("steer: key is zero at layers %s; those layers are not steered", handle.skipped_layers)

@@ -1,29 +1,36 @@
-"""Worker process behind ``unlock_eval.checker``: runs the sympy/math-verify comparisons, so that the
-parent can enforce a hard time limit by killing this process.
+"""Entry script of the comparison worker process: the sympy/math-verify side of ``worker.Checker``.
 
-Started by ``unlock_eval.checker.Checker`` as ``python _checker_worker.py MEMORY_LIMIT_BYTES PARENT_PID``
-(never by hand). Protocol, one JSON value per line:
+It runs the comparisons in a process of its own, so that the parent can enforce a hard time limit
+by killing it.
+
+Started by ``Checker`` as ``python _worker_main.py MEMORY_LIMIT_BYTES PARENT_PID`` (never by hand).
+Protocol, one JSON value per line:
 
 * on start-up, after imports and a warm-up: ``"ready"`` on stdout;
 * then, for every request ``[id, pred, gold]`` (both already normalised) on stdin: ``[id, true|false]``.
 
-The worker exits when stdin closes. It loads ``checker.py`` from its own directory as a plain file,
-not through the ``unlock_eval`` package, so the package's ``__init__`` (and whatever it imports) is
-never run here. stdout is reserved for the protocol: anything else printed (even from C) goes to
-stderr, which the parent shows if start-up fails.
+The worker exits when stdin closes. It is run as a file, not with ``-m``, and it loads
+``equivalence.py`` (and the ``extract.py`` it imports) from its own directory as submodules of a bare,
+private package: neither ``unlock_eval/__init__.py`` nor ``unlock_eval/checker/__init__.py`` runs
+here, so the worker imports nothing it does not need and always runs the same files as its parent,
+whatever ``sys.path`` the parent had. stdout is reserved for the protocol: anything else printed (even
+from C) goes to stderr, which the parent shows if start-up fails.
 """
 
 from __future__ import annotations
 
 import ctypes
-import importlib.util
+import importlib
 import json
 import os
 import resource
 import signal
 import sys
+import types
 
 _PR_SET_PDEATHSIG = 1
+#: Name of the bare package the worker loads this directory's modules under.
+_PACKAGE = "_unlock_eval_checker_in_worker"
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -38,13 +45,15 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
 
-def _load_checker():
-    here = os.path.dirname(os.path.abspath(__file__))
-    spec = importlib.util.spec_from_file_location("_unlock_eval_checker_in_worker", os.path.join(here, "checker.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+def _load_equivalence(here: str):
+    """``equivalence.py`` of ``here``, imported as ``_PACKAGE.equivalence`` without running any
+    ``__init__.py``: the package object is bare, only its ``__path__`` points at ``here``, so the
+    module's relative imports (``from .extract import ...``) resolve to files beside this one."""
+    package = types.ModuleType(_PACKAGE)
+    package.__path__ = [here]
+    package.__package__ = _PACKAGE
+    sys.modules[_PACKAGE] = package
+    return importlib.import_module(f"{_PACKAGE}.equivalence")
 
 
 def main() -> None:
@@ -67,15 +76,15 @@ def main() -> None:
         except (ValueError, OSError):
             pass
 
-    checker = _load_checker()
-    checker._worker_warm_up()
+    equivalence = _load_equivalence(here)
+    equivalence._worker_warm_up()
     protocol.write('"ready"\n')
     protocol.flush()
 
     for line in sys.stdin:
         request_id, pred, gold = json.loads(line)
         try:
-            equal = bool(checker._equivalent_normalized(pred, gold))
+            equal = bool(equivalence._equivalent_normalized(pred, gold))
         except (Exception, RecursionError, MemoryError):  # noqa: BLE001 - unparsable means not equal
             equal = False
         protocol.write(json.dumps([request_id, equal]) + "\n")

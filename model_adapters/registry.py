@@ -1,0 +1,40 @@
+"""The lm-eval models unlock-eval adds: one table of name, class and results-folder name, read by the start-up hook."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def _short(spec: str) -> str:
+    """A model spec as it reads in a folder name: the last path component of a local path, else the spec."""
+    return Path(spec).name if spec.startswith((".", "/", "~")) else spec
+
+
+def unlock_run_name(model_args: dict[str, Any]) -> str:
+    target = str(model_args.get("target", "unknown"))
+    source = str(model_args.get("source", target))
+    return f"unlock_native_{_short(target)}" if source == target else f"unlock_{_short(source)}_to_{_short(target)}"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """`target` is "module:Class", imported only when lm-eval builds the model; `run_name` names its results folder
+    (lm-eval would invent a random one: our models take target=/source=, not pretrained=)."""
+
+    target: str
+    run_name: Callable[[dict[str, Any]], str]
+
+
+MODELS: dict[str, ModelEntry] = {
+    "unlock": ModelEntry("unlock_eval.model_adapters.unlock:UnlockLM", unlock_run_name),
+}
+
+
+def run_name(model: str, model_args: str | dict[str, Any]) -> str:
+    """The results-folder name of a run of one of our models, from its `--model_args` (string or dict)."""
+    if isinstance(model_args, str):
+        model_args = dict(kv.split("=", 1) for kv in model_args.split(",") if "=" in kv)
+    return MODELS[model].run_name(model_args)

@@ -1,0 +1,184 @@
+"""The package's shape: one import namespace in the wheel, one registration path, one argument table, one error
+policy at the boundary, extraction data from the same place as the tasks' data, and cheap light imports."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from unlock_eval import params
+from unlock_eval.errors import ConfigError
+from unlock_eval.spec import UnlockSpec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> zipfile.ZipFile:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return zipfile.ZipFile(next(out.glob("unlock_eval-*.whl")))
+
+
+def test_wheel_installs_one_import_package_plus_the_start_up_hook(wheel):
+    names = wheel.namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"unlock_eval", "_unlock_eval_startup.py", "unlock_eval_startup.pth"}
+    for inside in (
+        "unlock_eval/tasks/gsm8k_unlock.yaml",
+        "unlock_eval/tasks/utils.py",
+        "unlock_eval/model_adapters/unlock.py",
+        "unlock_eval/model_adapters/registry.py",
+        "unlock_eval/reports/__init__.py",
+        "unlock_eval/checker/__init__.py",
+    ):
+        assert inside in names, inside
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_no_entry_point_groups_nothing_reads(wheel):
+    """lm-eval 0.4.13 reads no entry points: the .pth hook is the one way in, so the wheel declares none."""
+    entry_points = next((n for n in wheel.namelist() if n.endswith("entry_points.txt")), None)
+    groups = re.findall(r"^\[(.+)\]$", wheel.read(entry_points).decode(), re.M) if entry_points else []
+    assert groups == ["console_scripts"]
+
+
+def test_light_modules_import_without_torch():
+    code = (
+        "import sys, unlock_eval, unlock_eval.errors, unlock_eval.params, unlock_eval.model_adapters.registry; "
+        "print(sorted(m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_readme_argument_table_is_the_declared_table():
+    """The README shows `unlock-eval args` verbatim: help text and defaults come from the one declaration."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert params.markdown_table(UnlockSpec) in readme
+    out = subprocess.run(
+        [sys.executable, "-P", "-m", "unlock_eval.cli", "args"], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == params.markdown_table(UnlockSpec)
+
+
+def test_each_argument_is_declared_once_and_checked_by_the_engine():
+    with pytest.raises(ConfigError, match="k=9 exceeds the number of prompts n=8"):
+        UnlockSpec(target="t", k=9, n=8)  # the same check SubspaceMap.fit runs
+    with pytest.raises(ConfigError, match="aggregator='median': allowed values are mean, pca"):
+        UnlockSpec(target="t", aggregator="median")
+    spec, rest = params.parse_known(UnlockSpec, {"target": "t", "alpha": "0.5", "k": 4.0, "layers": "1-3", "x": 1})
+    assert (spec.alpha, spec.k, spec.layers, spec.source, spec.source_locked) == (0.5, 4, [1, 2, 3], "t", "t")
+    assert rest == {"x": 1}
+    assert spec.locked_template != spec.unlocked_template  # the default capability's pair
+
+
+# ------------------------------------------------------------------------------------------------ extraction data
+
+
+def _fake_hub(monkeypatch, rows_by_config):
+    import datasets
+
+    calls = []
+
+    def load_dataset(path, name=None, split=None, **_):
+        calls.append((path, name, split))
+        return datasets.Dataset.from_list(rows_by_config[name])
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return calls
+
+
+@pytest.mark.parametrize("unset", ["delete", "empty"])
+def test_extraction_questions_come_from_the_hub_train_split_without_the_variable(monkeypatch, unset):
+    from unlock_eval.data import MATH_SUBJECTS
+    from unlock_eval.prompts import load_questions
+
+    if unset == "delete":
+        monkeypatch.delenv("UNLOCK_EVAL_DATA_DIR")
+    else:
+        monkeypatch.setenv("UNLOCK_EVAL_DATA_DIR", "")  # empty means unset, as for the tasks
+    calls = _fake_hub(monkeypatch, {"main": [{"question": f"q{i}", "answer": "#### 1"} for i in range(5)]})
+    assert load_questions("gsm8k", 2) == ["q3", "q4"]
+    assert calls == [("openai/gsm8k", "main", "train")]
+    rows = {
+        s: [{"problem": f"{s}{i}", "level": "Level 1", "type": s, "solution": "x"} for i in range(2)]
+        for s in MATH_SUBJECTS
+    }
+    calls = _fake_hub(monkeypatch, rows)
+    assert load_questions("math", 3) == ["prealgebra1", "precalculus0", "precalculus1"]
+    assert calls == [("EleutherAI/hendrycks_math", s, "train") for s in MATH_SUBJECTS]
+
+
+def test_offline_extraction_names_the_data_set_and_the_variable(monkeypatch):
+    from unlock_eval.prompts import load_questions
+
+    monkeypatch.delenv("UNLOCK_EVAL_DATA_DIR")
+    with pytest.raises(ConfigError, match=r"openai/gsm8k \(main\) from the Hugging Face Hub.*UNLOCK_EVAL_DATA_DIR"):
+        load_questions("gsm8k", 4)
+
+
+def test_cli_reports_bad_input_in_one_line_and_never_looks_for_shared_data_itself():
+    env = {**os.environ, "UNLOCK_EVAL_DATA_DIR": "", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "unlock_eval.cli", "demo"],
+        cwd=REPO,
+        env=env,  # ../shared/data
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # exists from here
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("unlock-eval: error: cannot load openai/gsm8k (main)"), proc.stderr[-2000:]
+    assert "UNLOCK_EVAL_DATA_DIR" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_does_not_hide_bugs(monkeypatch):
+    from unlock_eval import cli, demo
+
+    def broken(**_):
+        raise ValueError("a bug, not a bad input")
+
+    monkeypatch.setattr(demo, "run_demo", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        cli.main(["demo"])
+
+
+def test_file_hash_memo_lives_in_the_cache_dir_it_is_given(tmp_path):
+    from unlock_eval.cache import default_cache_dir, file_sha256
+
+    blob = tmp_path / "weights.bin"
+    blob.write_bytes(b"abc" * 1000)
+    before = (
+        set((default_cache_dir() / "file-hashes").glob("*"))
+        if (default_cache_dir() / "file-hashes").exists()
+        else set()
+    )
+    digest = file_sha256(blob, tmp_path / "cache")
+    assert len(list((tmp_path / "cache" / "file-hashes").glob("*.sha256"))) == 1
+    after = (
+        set((default_cache_dir() / "file-hashes").glob("*"))
+        if (default_cache_dir() / "file-hashes").exists()
+        else set()
+    )
+    assert after == before and digest == file_sha256(blob, tmp_path / "cache")
+
+
+def test_results_folder_names_come_from_the_registry():
+    from unlock_eval.model_adapters.registry import MODELS, run_name
+
+    assert set(MODELS) == {"unlock"}
+    assert run_name("unlock", "target=/x/tgt,source=/y/src,alpha=0.1") == "unlock_src_to_tgt"
+    assert run_name("unlock", {"target": "gemma3-270m"}) == "unlock_native_gemma3-270m"
+    assert json.dumps(MODELS["unlock"].target) == '"unlock_eval.model_adapters.unlock:UnlockLM"'

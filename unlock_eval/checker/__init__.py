@@ -1,0 +1,64 @@
+"""Math answer checking: find the final answer in a model's text and judge it against a gold answer.
+
+The public API, re-exported from three modules, one job each:
+
+1. **Extraction** (:mod:`.extract`) -- :func:`extract` returns an :class:`Extraction` (the answer
+   string and the rule that found it); :func:`extract_answer` returns just the string. Rules, first
+   match wins, are listed in :data:`RULES`: ``boxed``, ``gsm8k`` (``#### N``), ``final_answer``
+   (Minerva), ``answer_is``, and the ``last_number`` fallback.
+
+2. **Equivalence** (:mod:`.equivalence`) -- a small hand-written :func:`normalize` (wrappers, Unicode,
+   digit-group separators, plain-text units, mixed numbers, ``1e3``, ``and`` in lists), then
+   math-verify 0.9 on top of sympy for everything else (fractions, radicals, intervals, sets, tuples,
+   matrices, ``x=3`` vs ``3``, symbolic expressions). Two deliberate departures from plain
+   math-verify, both to avoid false positives/negatives seen on MATH: a predicted *general* equation
+   (``11x+6y+5z+86=0``) is not reduced to its right-hand side, and a bare ``70,110`` counts as equal
+   under either reading (70110, or the list 70, 110). ``is_equiv(pred, gold)`` is not symmetric: the
+   gold answer decides the expected form (math-verify's convention).
+
+3. **A hard time limit** (:mod:`.worker`) -- :func:`check` (a :class:`Verdict` with one of
+   :data:`REASONS`), :func:`is_equiv` (``bool``) and :class:`Checker` run every comparison in a
+   persistent worker process (entry script ``_worker_main.py``) that is killed and restarted when a
+   comparison runs past its limit (the call then returns ``False``, reason ``"timeout"``);
+   ``10^{10^{10}}``, for instance, makes sympy compute the integer in C, and only the kill stops
+   that. math-verify's own signal-based timeouts are switched off in the worker (they take whole
+   seconds only, and a float there made every comparison return False without an error); the
+   parent's deadline is the only clock. Same inputs, same result, whatever was compared before,
+   except that a comparison that hits the limit returns False.
+
+Only stdlib, sympy, math_verify and latex2sympy2_extended are used, and the heavy ones only inside
+the worker: importing this package is cheap. It never imports lm_eval, tasks or adapters.
+"""
+
+from .equivalence import normalize
+from .extract import RULES, Extraction, extract, extract_answer
+from .worker import (
+    DEFAULT_TIMEOUT,
+    MAX_ANSWER_CHARS,
+    REASONS,
+    WORKER_MEMORY_LIMIT_BYTES,
+    WORKER_STARTUP_TIMEOUT,
+    Checker,
+    Verdict,
+    check,
+    is_equiv,
+    stats,
+)
+
+__all__ = [
+    "RULES",
+    "REASONS",
+    "DEFAULT_TIMEOUT",
+    "MAX_ANSWER_CHARS",
+    "WORKER_MEMORY_LIMIT_BYTES",
+    "WORKER_STARTUP_TIMEOUT",
+    "Extraction",
+    "Verdict",
+    "Checker",
+    "extract",
+    "extract_answer",
+    "normalize",
+    "check",
+    "is_equiv",
+    "stats",
+]

@@ -1,0 +1,166 @@
+"""Answer extraction: find the final answer in a model's text (:func:`extract`, :func:`extract_answer`).
+
+Rules, in priority order (:data:`RULES`; the first one that finds an answer wins):
+
+``boxed``         the last complete ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces; ``\\boxed 5`` too)
+``gsm8k``         the last ``#### N`` line (GSM8K's answer marker)
+``final_answer``  the last ``Final Answer: ...`` (Minerva: ``Final Answer: The final answer is $x$.``)
+``answer_is``     the last ``the answer is ...`` / ``the final answer is ...``
+``last_number``   fallback: the last number in the text (integer, decimal, ``a/b``, ``\\frac{a}{b}``)
+
+Also home of two small helpers the other checker modules share: argument type checks
+(:func:`_require_str`) and LaTeX brace matching (:func:`_matching_braces`). Only the standard library.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: Extraction rules in priority order (the first one that finds an answer wins).
+RULES = ("boxed", "gsm8k", "final_answer", "answer_is", "last_number")
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """The final answer found in a text, and the rule (one of :data:`RULES`) that found it.
+
+    ``answer`` and ``rule`` are both ``None`` when no rule found anything.
+    """
+
+    answer: str | None
+    rule: str | None
+
+    @property
+    def found(self) -> bool:
+        return self.answer is not None
+
+
+def _require_str(value: object, func: str, arg: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{func}: {arg} must be a str, got {type(value).__name__}")
+    return value
+
+
+def _matching_braces(text: str) -> dict[int, int]:
+    """Map the index of every '{' to the index of its matching '}' in one linear pass.
+
+    Escaped braces (``\\{``, ``\\}``: literal braces in LaTeX, e.g. sets or ``\\left\\{``) are skipped,
+    so an unpaired ``\\left\\{ ... \\right.`` does not unbalance the count.
+    """
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    backslashes = 0
+    for i, ch in enumerate(text):
+        if ch == "\\":
+            backslashes += 1
+            continue
+        escaped = backslashes % 2 == 1
+        backslashes = 0
+        if escaped:
+            continue
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = i
+    return pairs
+
+
+_BOXED_RE = re.compile(r"\\(?:boxed|fbox)(?:\s*(\{)|\s+([^\s${}]+))")
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last complete ``\\boxed{...}``/``\\fbox{...}`` (or ``\\boxed 5``), else None.
+
+    A box cut off by the end of the generation is skipped in favour of an earlier, complete one.
+    An empty box gives '' (the caller treats that as no answer from this rule).
+    """
+    matches = list(_BOXED_RE.finditer(text))
+    if not matches:
+        return None
+    braces = _matching_braces(text)
+    for m in reversed(matches):
+        if m.group(1) is None:
+            return m.group(2).strip()
+        close_idx = braces.get(m.start(1))
+        if close_idx is not None:
+            return text[m.start(1) + 1 : close_idx].strip()
+    return None
+
+
+# Markers; the answer is the rest of the line after the *last* marker.
+_GSM8K_RE = re.compile(r"####[ \t]*")
+_FINAL_ANSWER_RE = re.compile(r"final[ \t]+answer[ \t]*[:：][ \t]*", re.IGNORECASE)
+_ANSWER_IS_RE = re.compile(r"\bthe[ \t]+(?:final[ \t]+)?answer[ \t]+is[ \t]*[:：]?[ \t]*", re.IGNORECASE)
+_HOPE_RE = re.compile(r"\s*I hope it is correct.*$", re.IGNORECASE)
+_LEADING_FINAL_RE = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s+is\s*[:：]?\s*", re.IGNORECASE)
+_DOLLAR_MATH_RE = re.compile(r"\$\$?([^$]+?)\$\$?")
+_SENTENCE_END_RE = re.compile(r"\.(?!\d)(?:\s|$)")
+
+# A number: optional sign, digits with optional ',ddd' groups, optional decimals, optional '/d'
+# (a/b), or a LaTeX fraction of integers. The look-behind stops 'x2' or '1.2.3' fragments.
+_NUMBER_RE = re.compile(
+    r"-?\\[dt]?frac\{-?\d+\}\{\d+\}"
+    r"|(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+(?![\d.]))?"
+)
+
+
+def _after_last_marker(marker: re.Pattern[str], text: str) -> str | None:
+    """The rest of the line after the last match of ``marker``, or None when it never matches."""
+    last = next(reversed(list(marker.finditer(text))), None)
+    if last is None:
+        return None
+    end = text.find("\n", last.end())
+    return text[last.end() : end if end >= 0 else len(text)]
+
+
+def _clean_phrase(phrase: str) -> str | None:
+    """Turn the rest of an 'answer is ...' line into an answer string.
+
+    Drops Minerva's 'I hope it is correct.', markdown bold, a repeated 'the final answer is';
+    takes the first ``$...$`` span if there is one, otherwise the text up to the end of the
+    sentence (a '.' that is not a decimal point).
+    """
+    phrase = _HOPE_RE.sub("", phrase).replace("**", "").strip()
+    phrase = _LEADING_FINAL_RE.sub("", phrase)
+    m = _DOLLAR_MATH_RE.search(phrase)
+    if m:
+        phrase = m.group(1)
+    else:
+        end = _SENTENCE_END_RE.search(phrase)
+        if end:
+            phrase = phrase[: end.start()]
+    phrase = phrase.strip().rstrip(".,;:").strip()
+    return phrase or None
+
+
+def extract(text: str) -> Extraction:
+    """Find the final answer in ``text``; see the module docstring for the rules and their order.
+
+    Runs in linear time (one brace-matching pass, non-backtracking regexes), so it needs no timeout.
+    """
+    _require_str(text, "extract", "text")
+    boxed = _last_boxed(text)
+    if boxed:
+        return Extraction(boxed, "boxed")
+    for rule, regex in (
+        ("gsm8k", _GSM8K_RE),
+        ("final_answer", _FINAL_ANSWER_RE),
+        ("answer_is", _ANSWER_IS_RE),
+    ):
+        phrase = _after_last_marker(regex, text)
+        if phrase is not None:
+            answer = _clean_phrase(phrase)
+            if answer is not None:
+                return Extraction(answer, rule)
+    last = None
+    for m in _NUMBER_RE.finditer(text):
+        last = m
+    if last is not None:
+        return Extraction(last.group(0).strip(), "last_number")
+    return Extraction(None, None)
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer in ``text`` (see :func:`extract`), or None when there is none."""
+    return extract(text).answer

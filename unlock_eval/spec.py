@@ -1,0 +1,125 @@
+"""The arguments of a transfer run, each declared once (default, help, parser, engine check); adapters share them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import align, masterkey, prompts
+from .errors import ConfigError
+from .params import as_float, as_index_list, as_int, as_text, param, run_checks
+from .steer import DEFAULT_ALPHA, DEFAULT_MODE, MODES, check_alpha, check_mode  # `steer` is also a function name
+
+
+def _template(name: str, value: object) -> str:
+    """A template as typed on a command line: `\\n` stands for a newline; it must hold the `{question}` slot."""
+    return as_text(name, value).replace("\\n", "\n")
+
+
+def _positive_int(name: str, value: object) -> int:
+    return as_int(name, value, minimum=1)
+
+
+def _layers(name: str, value: object) -> list[int] | None:
+    return None if str(value).strip().lower() == "all" else as_index_list(name, value)
+
+
+def _layer_map(name: str, value: object) -> str | list[int]:
+    """A named map (letters: checked against align.LAYER_MAPS) or an explicit list of source layers."""
+    if isinstance(value, str) and any(c.isalpha() for c in value):
+        return value.strip()
+    return as_index_list(name, value)
+
+
+TEMPLATE_PRESETS_HELP = (
+    f"template preset: {', '.join(prompts.CAPABILITIES)}; default {prompts.DEFAULT_CAPABILITY}, or"
+    " with two checkpoints its locked template on both"
+)
+LAYER_MAP_HELP = f"{' or '.join(align.LAYER_MAPS)}, or one source layer per target layer as 0;2;4;..."
+EXTRACT_FROM_HELP = (
+    f"{' or '.join(prompts.EXTRACTION_SETS)} (train split: Hub, or UNLOCK_EVAL_DATA_DIR when set) "
+    "or a .jsonl with question/problem"
+)
+
+
+@dataclass(kw_only=True)
+class TransferModels:
+    """The models of a cross-model transfer: the target evaluated, the source variants the capability comes from."""
+
+    target: str = param(help="model to evaluate: hub id, local dir, .gguf file or embedded name")
+    source: str | None = param(None, "model with the capability (unlocked); default: target (native steering)")
+    source_locked: str | None = param(
+        None, "model without it (locked); default: source; another checkpoint: model-induced"
+    )
+    source_revision: str | None = param(None, "hub revision of the source models (the target's is revision=)")
+    cache_dir: str | None = param(None, "artifacts, converted models; default: UNLOCK_EVAL_CACHE_DIR or user cache")
+
+    def __post_init__(self) -> None:
+        self.source = self.source or self.target
+        self.source_locked = self.source_locked or self.source
+        if self.source_revision and self.source == self.target:
+            raise ConfigError(
+                "source_revision: source == target here, so the target's revision= applies; one model "
+                "at two revisions is not supported"
+            )
+        run_checks(self)
+
+    @property
+    def model_induced(self) -> bool:
+        """Two checkpoints (post-trained vs base) rather than one model under two templates."""
+        return self.source_locked != self.source
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(kw_only=True)
+class UnlockSpec(TransferModels):
+    """Everything that defines an Unlock run (extraction, alignment, steering); recorded verbatim in the results."""
+
+    capability: str | None = param(None, TEMPLATE_PRESETS_HELP, check=prompts.check_capability)
+    locked_template: str | None = param(None, "locked prompt with a {question} slot (overrides capability)", _template)
+    unlocked_template: str | None = param(None, "unlocked prompt, {question} slot (overrides capability)", _template)
+    alpha: float = param(DEFAULT_ALPHA, "steering strength, finite", as_float, check_alpha)
+    k: int = param(align.DEFAULT_K, "subspace rank, k <= n (k <= n - 1 with pca)", _positive_int)
+    n: int = param(prompts.DEFAULT_N, "number of extraction prompts", _positive_int)
+    aggregator: str = param(
+        masterkey.DEFAULT_AGGREGATOR, " or ".join(masterkey.AGGREGATORS), check=masterkey.check_aggregator
+    )
+    mode: str = param(DEFAULT_MODE, " or ".join(MODES), check=check_mode)
+    layers: list[int] | None = param(None, "target layers to steer: all (default), 3-10 (inclusive) or 3;5;7", _layers)
+    layer_map: str | list[int] = param(align.DEFAULT_LAYER_MAP, LAYER_MAP_HELP, _layer_map, align.check_layer_map)
+    extract_from: str = param(prompts.DEFAULT_EXTRACT_FROM, EXTRACT_FROM_HELP, check=prompts.check_extraction_source)
+    extract_batch_size: int = param(8, "batch size of the extraction forward passes", _positive_int)
+    layers_path: str | None = param(None, "dotted path to the target's decoder layers; default: looked up")
+    source_layers_path: str | None = param(None, "the same for the source models; default: looked up")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        explicit = self.locked_template is not None or self.unlocked_template is not None
+        if self.capability is None and not explicit:
+            if self.model_induced:  # two checkpoints, one template (DESIGN §1): the key is the post-training alone
+                default = prompts.CAPABILITIES[prompts.DEFAULT_CAPABILITY]["locked_template"]
+                self.locked_template = self.unlocked_template = default
+            else:
+                self.capability = prompts.DEFAULT_CAPABILITY
+        preset = prompts.CAPABILITIES.get(self.capability or "", {})
+        for name in ("locked_template", "unlocked_template"):
+            value = getattr(self, name) or preset.get(name)
+            if value is None:
+                raise ConfigError(f"{name} is required when the other template is given without a capability")
+            setattr(self, name, prompts.check_template(name, value))
+        align.check_rank(self.k, self.n, center=self.aggregator == "pca")
+        if not self.model_induced and self.locked_template == self.unlocked_template:
+            raise ConfigError(
+                "locked_template and unlocked_template are equal and source_locked == source: the key "
+                "would be zero (give different templates, or a different source_locked)"
+            )
+
+    def layers_path_of(self, spec: str) -> tuple[str | None, str]:
+        """(override, argument name) for the decoder-layer lookup of one of this run's models."""
+        return (
+            (self.layers_path, "layers_path")
+            if spec == self.target
+            else (self.source_layers_path, "source_layers_path")
+        )
