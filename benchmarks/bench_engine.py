@@ -47,7 +47,7 @@ def main() -> None:
     torch.manual_seed(0)
 
     model, tok = load_model(args.model)
-    template = CAPABILITIES["cot"]["locked_template"]
+    template = CAPABILITIES["cot"].locked_template
     prompts = [render(template, q) for q in load_questions("gsm8k", args.n)]
     rows = []
 

@@ -16,7 +16,7 @@ from unlock_eval.errors import ConfigError
 from unlock_eval.layers import find_decoder_layers
 from unlock_eval.models import resolve_model
 from unlock_eval.pipeline import Extractor, build_unlock
-from unlock_eval.prompts import load_questions
+from unlock_eval.prompts import extraction_mismatch, load_questions
 from unlock_eval.spec import UnlockSpec
 from unlock_eval.steer import steer
 
@@ -129,6 +129,23 @@ class UnlockLM(HFLM):
                 length -= 1
             positions.append(len(row) - 1 if match is None else match)
         return torch.tensor(positions, dtype=torch.long)
+
+    def _note_task_families(self, requests) -> None:
+        """Say once per run when the tasks come from another data set than the extraction prompts."""
+        if getattr(self, "_families_noted", False):
+            return
+        self._families_noted = True
+        note = extraction_mismatch(self.unlock_config.extract_from, {r.task_name for r in requests if r.task_name})
+        if note and self.rank == 0:
+            logger.warning(note)
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        self._note_task_families(requests)
+        return super().generate_until(requests, disable_tqdm=disable_tqdm)
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        self._note_task_families(requests)
+        return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
 
     def _model_call(self, inps: torch.Tensor, attn_mask=None, labels=None) -> torch.Tensor:
         with self._steer(self._positions_for(inps)):

@@ -31,6 +31,7 @@ from typing import Any
 from unlock_eval.checker import Extraction, Verdict, check, extract
 from unlock_eval.data import MATH_SUBJECTS, load_benchmark
 from unlock_eval.errors import ConfigError
+from unlock_eval.prompts import CAPABILITIES, render
 
 # lm-eval calls custom_dataset(**metadata, **dataset_kwargs); metadata carries unrelated keys (the
 # model arguments, version, ...), so these accept and ignore anything but their own keyword.
@@ -90,7 +91,7 @@ def _gold_from_gsm8k(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _gold_from_math(doc: dict[str, Any]) -> dict[str, Any]:
     found = extract(doc["solution"])
-    return {"gold_answer": found.answer if found.rule == "boxed" else ""}
+    return {"question": doc["problem"], "gold_answer": found.answer if found.rule == "boxed" else ""}
 
 
 def _agieval_math_fields(doc: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +116,7 @@ def process_math(dataset):
 
 
 def process_math500(dataset):
-    return dataset.map(lambda doc: {"gold_answer": doc["answer"]})
+    return dataset.map(lambda doc: {"question": doc["problem"], "gold_answer": doc["answer"]})
 
 
 def process_agieval_math(dataset):
@@ -124,6 +125,29 @@ def process_agieval_math(dataset):
 
 def process_agieval_sat_math(dataset):
     return dataset.map(_agieval_sat_math_fields)
+
+
+# --------------------------------------------------------------------------------------------------
+# Prompts: each task's doc_to_text renders a capability preset of unlock_eval.prompts (named in its
+# metadata.unlock_prompt), so a task's prompt and the steering templates are the same text by construction.
+# --------------------------------------------------------------------------------------------------
+
+
+def preset_prompt(capability: str, template: str):
+    """doc_to_text for one template ('locked' or 'unlocked') of a capability preset, filled with doc['question']."""
+    text = getattr(CAPABILITIES[capability], f"{template}_template")
+
+    def doc_to_text(doc: dict[str, Any]) -> str:
+        return render(text, doc["question"])
+
+    doc_to_text.__name__ = f"prompt_{capability}_{template}"
+    return doc_to_text
+
+
+prompt_cot_locked = preset_prompt("cot", "locked")
+prompt_cot_unlocked = preset_prompt("cot", "unlocked")
+prompt_cot_qa_locked = preset_prompt("cot_qa", "locked")
+prompt_cot_qa_unlocked = preset_prompt("cot_qa", "unlocked")
 
 
 # --------------------------------------------------------------------------------------------------

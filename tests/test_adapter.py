@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from unlock_eval.errors import ConfigError
+from unlock_eval.prompts import CAPABILITIES
 
 from adapter_fixtures import save_tiny, write_questions, write_tasks
 
@@ -232,10 +233,21 @@ def test_model_induced_pair_defaults_to_one_template_and_dtype_is_canonical(worl
     cfg, hf = parse_model_args(
         UnlockSpec, "unlock", unlock_args(world, tmp_path, source_locked=world["tgt"], dtype="bf16")
     )
-    assert cfg.locked_template == cfg.unlocked_template == "Question: {question}\nAnswer:"
-    assert cfg.capability is None and hf["dtype"] == "bfloat16"
+    cot = CAPABILITIES["cot"]
+    assert cfg.locked_template == cfg.unlocked_template == cot.locked_template  # one template on both checkpoints
+    assert (cfg.capability, cfg.shared_template, hf["dtype"]) == ("cot", "locked", "bfloat16")
+    args = unlock_args(world, tmp_path, source_locked=world["tgt"], capability="cot", shared_template="unlocked")
+    cfg, _ = parse_model_args(UnlockSpec, "unlock", args)
+    assert cfg.locked_template == cfg.unlocked_template == cot.unlocked_template  # the paper's post-training runs
     cfg, _ = parse_model_args(UnlockSpec, "unlock", unlock_args(world, tmp_path, layer_map=[0, 2, 3]))
-    assert cfg.layer_map == [0, 2, 3]
+    assert cfg.layer_map == [0, 2, 3] and cfg.capability == "cot"
+    assert (cfg.locked_template, cfg.unlocked_template) == (cot.locked_template, cot.unlocked_template)
+    with pytest.raises(ConfigError, match="shared_template applies to two checkpoints"):
+        parse_model_args(UnlockSpec, "unlock", unlock_args(world, tmp_path, shared_template="locked"))
+    with pytest.raises(ConfigError, match="shared_template='both': allowed values are locked, unlocked"):
+        parse_model_args(
+            UnlockSpec, "unlock", unlock_args(world, tmp_path, source_locked=world["tgt"], shared_template="both")
+        )
 
 
 def test_model_induced_key_from_two_checkpoints(world, tmp_path):

@@ -205,6 +205,34 @@ def test_results_do_not_depend_on_order_or_history():
 # --------------------------------------------------------------------------------------------------
 
 EXTRACTIONS = [
+    # atok: the paper's 'The final answer is <atok> x </atok>.'; lm-eval stops at '</atok>' and cuts it off
+    ("Janet has 16 eggs... She makes 9 * 2 = 18 dollars.\nThe final answer is <atok> 18 ", "18", "atok"),
+    ("She makes 9 * 2 = 18 dollars. The final answer is <atok> 18 </atok>.", "18", "atok"),
+    ("So the probability is one half.\nThe final answer is <atok> \\frac{1}{2} ", "\\frac{1}{2}", "atok"),
+    ("The final answer is <atok> $18$ ", "18", "atok"),
+    ("The final answer is <atok> $\\boxed{\\frac{\\sqrt{3}}{2}}$ </atok>.", "\\frac{\\sqrt{3}}{2}", "atok"),
+    ("The final answer is <atok> 18 dollars. ", "18 dollars", "atok"),
+    ("The final answer is <atok> **(B)** ", "(B)", "atok"),
+    ("The final answer is <atok> 3.5 </ato", "3.5", "atok"),
+    ("The final answer is <atok> -7 </", "-7", "atok"),
+    ("The final answer is <ATOK>12</ATOK>.", "12", "atok"),
+    ("The final answer is < atok > 12 < /atok >", "12", "atok"),
+    ("The final answer is <atok>\n18\n</atok>", "18", "atok"),
+    ("x = 6, so the final answer is <atok> 42\nQuestion: What is 6 * 8?\nAnswer: 48", "42", "atok"),
+    ("we get \\boxed{5} ... wait, 5 + 2 = 7. The final answer is <atok> 7 ", "7", "atok"),
+    ("#### 4\nFinal Answer: 5\nThe answer is 6. The final answer is <atok> 7 ", "7", "atok"),
+    # an echoed '[answer]' placeholder or an empty tag is skipped: the <atok> before it, else the other rules
+    (
+        'I must end with "The final answer is <atok> [answer] </atok>." 3 + 4 = 7.\nThe final answer is <atok> 7 ',
+        "7",
+        "atok",
+    ),
+    ("The final answer is <atok> 18 </atok>. Format: end with <atok> [answer] </atok>", "18", "atok"),
+    ("The final answer is <atok> 18 </atok>. The final answer is <atok> </atok>", "18", "atok"),
+    ("3 + 4 = 7. The final answer is <atok> [answer] ", "7", "last_number"),
+    ("3 + 4 = 7. The final answer is <atok> [Answer] </at", "7", "last_number"),
+    ("So $x = \\boxed{3}$. The final answer is <atok> ", "3", "boxed"),
+    ("The final answer is <atok> [answer] </atok>", None, None),
     # boxed: last one, nested braces, \fbox, \boxed 5, truncated and empty boxes
     ("So $x = \\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}", "boxed"),
     ("first \\boxed{1} then \\boxed{\\{1, 2\\}}", "\\{1, 2\\}", "boxed"),
@@ -228,6 +256,10 @@ EXTRACTIONS = [
     ("The final answer is (B).", "(B)", "answer_is"),
     ("the answer is 5. wait, no: the answer is 6.", "6", "answer_is"),
     ("#### 4 #### 5", "5", "gsm8k"),
+    # 'final answer is' without 'the' (the paper's parser accepts it); a bare 'answer is' does not count
+    ("Final answer is 12", "12", "answer_is"),
+    ("So my final answer is: 3/4.", "3/4", "answer_is"),
+    ("The correct answer is 5, not 6.", "6", "last_number"),
     # last number fallback
     (" 16 x 3 = 48 eggs", "48", "last_number"),
     ("It costs $1,250.50 in total.", "1,250.50", "last_number"),
@@ -253,7 +285,28 @@ def test_rule_priority():
     assert extract(text).rule == "boxed"
     assert extract("The answer is 3. #### 4\nFinal Answer: 5").rule == "gsm8k"
     assert extract("The answer is 3.\nFinal Answer: 5").answer == "5"
-    assert set(checker.RULES) == {"boxed", "gsm8k", "final_answer", "answer_is", "last_number"}
+    assert extract("The answer is 3. #### 4\nFinal Answer: 5 \\boxed{6} <atok> 7").rule == "atok"
+    assert checker.RULES == ("atok", "boxed", "gsm8k", "final_answer", "answer_is", "last_number")
+
+
+@pytest.mark.parametrize(
+    ("text", "rule", "gold", "equal"),
+    [
+        ("She makes 9 * 2 = 18 dollars.\nThe final answer is <atok> $18$ ", "atok", "18", True),
+        ("She makes 9 * 2 = 18 dollars.\nThe final answer is <atok> 18 dollars. ", "atok", "18", True),
+        ("So the probability is one half.\nThe final answer is <atok> \\frac{1}{2} ", "atok", "0.5", True),
+        ("we get \\boxed{5} ... wait, 5 + 2 = 7. The final answer is <atok> 7 ", "atok", "7", True),
+        ("we get \\boxed{5} ... wait, 5 + 2 = 7. The final answer is <atok> 7 ", "atok", "5", False),
+        ("3 + 4 = 7. The final answer is <atok> [answer] ", "last_number", "7", True),
+        ("Final answer is 12", "answer_is", "12", True),
+    ],
+)
+def test_atok_extraction_then_check(ck, text, rule, gold, equal):
+    """End to end: the answer the paper's format gives is judged as the bare answer would be."""
+    found = extract(text)
+    assert found.rule == rule
+    assert ck.check(found.answer, gold).equal is equal
+    assert checker.check(found.answer, gold).equal is equal
 
 
 LONG_TEXTS = [
@@ -268,6 +321,9 @@ LONG_TEXTS = [
     "\\text{" * 10000 + "}" * 10000,
     "1 " * 50000,
     "1 dollars" * 10000,
+    "<atok>" * 20000,
+    "<atok> [answer] " * 10000,
+    "</ " * 50000,
 ]
 
 
@@ -276,6 +332,20 @@ def test_extract_and_normalize_are_linear_time_on_long_inputs():
         start = time.monotonic()
         extract(text)
         normalize(text)
+        assert time.monotonic() - start < 1.0, text[:30]
+
+
+def test_extract_and_normalize_are_linear_time_on_long_runs_of_spaces():
+    # Answers with long runs of spaces: the 'I hope it is correct' strip once scanned a run once per space, and the
+    # 'and'-list rule of normalize() (run in the caller's process) took 220 s on 100k spaces.
+    for text in (
+        "<atok>" + " " * 100000 + "</",
+        "<atok> 5" + " " * 100000 + "x </atok>",
+        "The answer is 5" + " " * 100000,
+        "5" + " " * 100000 + "x",
+    ):
+        start = time.monotonic()
+        normalize(extract(text).answer or text)
         assert time.monotonic() - start < 1.0, text[:30]
 
 

@@ -28,15 +28,29 @@ needs_data = pytest.mark.skipif(
     not HAVE_DATA, reason=f"benchmark data not found at {DATA_DIR} (set UNLOCK_EVAL_DATA_DIR)"
 )
 
-LEAF_TASKS = [
-    "gsm8k_unlock",
-    "gsm8k_cot_unlock",
-    *[f"math_unlock_{s}" for s in data.MATH_SUBJECTS],
-    "math500_unlock",
-    "agieval_math_unlock",
-    "agieval_sat_math_unlock",
-]
-GROUPS = ["math_unlock", "unlock_math"]
+BENCHMARKS = ["gsm8k", "math", "math500", "agieval_math", "agieval_sat_math"]
+# infix -> (capability preset, template): the paper's locked prompt, its prompted twin, and the same two for the
+# upstream-style ("qa") prompts
+VARIANTS = {
+    "": ("cot", "locked"),
+    "_cot": ("cot", "unlocked"),
+    "_qa": ("cot_qa", "locked"),
+    "_qa_cot": ("cot_qa", "unlocked"),
+}
+LOCKED_OF = {"": "", "_cot": "", "_qa": "_qa", "_qa_cot": "_qa"}
+
+
+def leaf_tasks(infix: str) -> list[str]:
+    return [
+        f"math{infix}_unlock_{s}" if b == "math" else f"{b}{infix}_unlock"
+        for b in BENCHMARKS
+        for s in (data.MATH_SUBJECTS if b == "math" else [None])
+    ]
+
+
+LEAF_TASKS = leaf_tasks("")  # the paper's locked prompt
+ALL_LEAF_TASKS = [t for infix in VARIANTS for t in leaf_tasks(infix)]
+GROUPS = [g for infix in VARIANTS for g in (f"math{infix}_unlock", f"unlock_math{infix}")]
 
 
 def _yaml(path: Path) -> dict:
@@ -67,17 +81,29 @@ def task_manager():
 def test_task_files_and_names():
     configs = {p.name: _yaml(p) for p in TASKS_DIR.glob("*.yaml")}
     names = {cfg.get("group") or cfg.get("task") for cfg in configs.values()}
-    assert names == set(LEAF_TASKS) | set(GROUPS)
-    assert _yaml(TASKS_DIR / "unlock_math.yaml")["task"] == [
-        "gsm8k_unlock",
-        "math_unlock",
-        "math500_unlock",
-        "agieval_math_unlock",
-        "agieval_sat_math_unlock",
-    ]
-    assert sorted(_yaml(TASKS_DIR / "math_unlock.yaml")["task"]) == sorted(
-        t for t in LEAF_TASKS if t.startswith("math_unlock_")
-    )
+    assert names == set(ALL_LEAF_TASKS) | set(GROUPS)
+    for infix in VARIANTS:
+        assert _yaml(TASKS_DIR / f"unlock_math{infix}.yaml")["task"] == [f"{b}{infix}_unlock" for b in BENCHMARKS]
+        assert _yaml(TASKS_DIR / f"math{infix}_unlock.yaml")["task"] == [
+            f"math{infix}_unlock_{s}" for s in data.MATH_SUBJECTS
+        ]
+
+
+def test_every_task_and_group_names_its_preset_and_every_locked_one_has_a_prompted_twin():
+    """metadata.unlock_prompt is what reports read: the preset and template a task renders, and for a prompted
+    task the locked task it is the prompted form of."""
+    for infix, (capability, template) in VARIANTS.items():
+        for name in leaf_tasks(infix) + [f"math{infix}_unlock", f"unlock_math{infix}"]:
+            meta = _yaml(TASKS_DIR / f"{name}.yaml")["metadata"]["unlock_prompt"]
+            assert (meta["capability"], meta["template"]) == (capability, template), name
+            if template == "unlocked":
+                locked = name.replace(infix + "_unlock", LOCKED_OF[infix] + "_unlock").replace(
+                    "unlock_math" + infix, "unlock_math" + LOCKED_OF[infix]
+                )
+                assert meta["prompted_of"] == locked, name
+                assert (TASKS_DIR / f"{locked}.yaml").is_file()
+            else:
+                assert "prompted_of" not in meta, name
 
 
 def _declared_names(text: str) -> set[str]:
@@ -95,30 +121,68 @@ def test_no_name_shadows_an_upstream_task():
         names |= _declared_names(path.read_text(encoding="utf-8", errors="replace"))
     assert len(names) > 1000 and {"gsm8k", "hendrycks_math_algebra", "minerva_math", "agieval"} <= names
     ours = set()
-    for path in TASKS_DIR.glob("*.yaml"):
+    for path in TASKS_DIR.glob("*yaml"):  # task files and the _*_yaml templates they include
         ours |= _declared_names(path.read_text(encoding="utf-8"))
-    assert set(LEAF_TASKS) | set(GROUPS) | {"unlock_math_tasks"} <= ours
+    assert set(ALL_LEAF_TASKS) | set(GROUPS) | {"unlock_math_tasks"} <= ours
     assert not ours & names, ours & names
 
 
-@pytest.mark.parametrize("name", LEAF_TASKS)
+# The reference's stop strings (rishabbala/Steering-Vector-Transfer@9988ad7, base_class.py stop_words)
+REFERENCE_STOPS = [
+    "</s>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "assistant",
+    "Assistant",
+    "user",
+    "_end",
+    "_start",
+    "Question:",
+    "Question",
+    "Continuation",
+    "Continuing",
+    "Continues",
+    "You are an AI",
+    "[Question]",
+    "```",
+    "I hope",
+    "Subproblem",
+    "</atok>",
+]
+
+
+@pytest.mark.parametrize("name", ALL_LEAF_TASKS)
 def test_generation_settings(name):
     cfg = _yaml(TASKS_DIR / f"{name}.yaml")
     gen = cfg["generation_kwargs"]
     assert gen["do_sample"] is False and gen["max_gen_toks"] == 512 and cfg["num_fewshot"] == 0
-    assert "Question:" in gen["until"]
+    assert gen["until"] == REFERENCE_STOPS
     assert not any(stop.strip() == "" for stop in gen["until"]), "a blank-line stop would cut rationales"
     assert cfg["output_type"] == "generate_until"
     assert cfg["filter_list"][0]["name"] == "checker"
     assert [m["metric"] for m in cfg["metric_list"]] == ["acc", "answer_found", "gen_len_pieces"]
 
 
-def test_prompts():
-    assert _yaml(TASKS_DIR / "gsm8k_unlock.yaml")["doc_to_text"] == "Question: {{question}}\nAnswer:"
-    assert _yaml(TASKS_DIR / "gsm8k_cot_unlock.yaml")["doc_to_text"] == (
-        "Question: {{question}}\nAnswer: Let's think step by step."
-    )
-    assert _yaml(TASKS_DIR / "math500_unlock.yaml")["doc_to_text"] == "Question: {{problem}}\nAnswer:"
+@needs_data
+def test_each_task_renders_the_template_of_the_preset_it_names(local_data, task_manager):
+    """Through lm-eval's own task objects: the prompt of every task equals its preset's template filled with the
+    document's question (for the paper's cot preset: general-direct / general-cot byte for byte)."""
+    from unlock_eval.prompts import CAPABILITIES, render
+
+    all_names = [t for infix in VARIANTS for t in leaf_tasks(infix)]
+    names = [t for t in all_names if "_unlock_" not in t or t.endswith("_unlock_algebra")]  # one MATH subject each
+    tasks = task_manager.load(names)["tasks"]
+    assert set(tasks) == set(names)
+    for name, task in tasks.items():
+        meta = task.config.metadata["unlock_prompt"]
+        doc = next(iter(task.test_docs()))
+        question = doc["question"]
+        expected = render(getattr(CAPABILITIES[meta["capability"]], f"{meta['template']}_template"), question)
+        assert task.doc_to_text(doc) == expected, name
+        assert question and question in expected
+    gsm = tasks["gsm8k_unlock"]
+    assert gsm.doc_to_text(next(iter(gsm.test_docs()))).startswith("Solve the following question and place")
+    assert gsm.doc_to_text(next(iter(gsm.test_docs()))).endswith("?\n\nAnswer:\n")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -276,9 +340,10 @@ def test_processed_documents(local_data):
     assert gsm[0]["gold_answer"] == "18" and set(gsm.column_names) == {"question", "answer", "gold_answer"}
     math = utils.process_math(utils.load_math(unlock_subject="algebra")["test"])
     assert math[0]["gold_answer"] == "2"
-    assert set(math.column_names) == {"problem", "level", "type", "solution", "gold_answer"}
+    assert set(math.column_names) == {"problem", "level", "type", "solution", "question", "gold_answer"}
+    assert all(d["question"] == d["problem"] for d in math)  # every task's prompt fills doc["question"]
     m500 = utils.process_math500(utils.load_math500()["test"])
-    assert all(d["gold_answer"] == d["answer"] for d in m500)
+    assert all(d["gold_answer"] == d["answer"] and d["question"] == d["problem"] for d in m500)
     agi = utils.process_agieval_math(utils.load_agieval_math()["test"])
     assert agi[0]["question"].startswith("Let $\\lambda$") and agi[0]["gold_answer"] == "(3,4]"
 
@@ -404,7 +469,7 @@ def test_evaluator_scores_and_logs(local_data, task_manager):
         record = sample["filtered_resps"][0]
         assert set(record) == {"answer", "rule", "gold", "correct", "verdict", "gen_len_pieces"}
         assert record["rule"] in ("boxed", "answer_is")
-    assert any(p.endswith("Answer: Let's think step by step.") for p in lm.prompts)
+    assert any(p.endswith("Answer: Let's think step by step.\n") for p in lm.prompts)
 
 
 @needs_data

@@ -76,7 +76,7 @@ def _gemma3(layers, d):
 
 
 def _gpt2(layers, d):
-    return GPT2LMHeadModel(GPT2Config(n_embd=d, n_layer=layers, n_head=4, n_positions=256, **COMMON))
+    return GPT2LMHeadModel(GPT2Config(n_embd=d, n_layer=layers, n_head=4, n_positions=1024, **COMMON))
 
 
 def _neox(layers, d):

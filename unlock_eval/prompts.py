@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import data
 from .errors import ConfigError
 
-# Prompt-induced capabilities: one model, two templates with a `{question}` slot.
-CAPABILITIES: dict[str, dict[str, str]] = {
-    "cot": {
-        "locked_template": "Question: {question}\nAnswer:",
-        "unlocked_template": "Question: {question}\nAnswer: Let's think step by step.",
-    },
+# The official code of the paper: rishabbala/Steering-Vector-Transfer at this commit, utils.py PROMPT_TEMPLATES.
+REFERENCE_CODE = "rishabbala/Steering-Vector-Transfer@9988ad7ff68ce37edd91cb728d13da73b07223ff utils.py"
+
+
+@dataclass(frozen=True)
+class Capability:
+    """A prompt-induced capability: one model under two templates with a `{question}` slot. Both templates end on
+    the same token (a newline), so the MasterKey compares the same position type; the locked one is also the
+    evaluation prompt. `origin` says where the text comes from."""
+
+    locked_template: str
+    unlocked_template: str
+    origin: str
+
+
+CAPABILITIES: dict[str, Capability] = {
+    # The paper's CoT pair (sh/CoT_*.sh: --prompt_type "general-direct,general-cot"), byte for byte; the reference
+    # writes the slot as {input}. Generations end with "The final answer is <atok> X </atok>." (checker rule atok).
+    "cot": Capability(
+        locked_template=(
+            "Solve the following question and place the answer at the end. Your response should always end with "
+            '"The final answer is <atok> [answer] </atok>." where [answer] is the correct solution to the problem.'
+            "\n\nQuestion:\n{question}\n\nAnswer:\n"
+        ),
+        unlocked_template=(
+            "Reason step by step and give a final answer to the following question. Your response should always end "
+            'with "The final answer is <atok> [answer] </atok>." where [answer] is the correct solution to the '
+            "problem.\n\nQuestion:\n{question}\n\nAnswer: Let's think step by step.\n"
+        ),
+        origin=f"{REFERENCE_CODE}: PROMPT_TEMPLATES['general-direct'] (locked), ['general-cot'] (unlocked)",
+    ),
+    # The upstream-lm-eval-style pair unlock-eval used first, now ending both templates on a newline (the old
+    # "Answer:" vs "step by step." endings made the key learn the final token's identity).
+    "cot_qa": Capability(
+        locked_template="Question: {question}\nAnswer:\n",
+        unlocked_template="Question: {question}\nAnswer: Let's think step by step.\n",
+        origin="unlock-eval: upstream lm-eval style 'Question: ...\\nAnswer:' with the zero-shot CoT trigger",
+    ),
 }
 DEFAULT_CAPABILITY = "cot"
 
@@ -23,6 +56,15 @@ EXTRACTION_SETS: dict[str, tuple[str, str, str]] = {
     "math": ("math", "train", "problem"),
 }
 DEFAULT_EXTRACT_FROM = "gsm8k"
+# Task-name prefixes (ours and upstream lm-eval's) -> the extraction set drawn from the same data set's train split.
+TASK_FAMILIES = (
+    ("gsm8k", "gsm8k"),
+    ("agieval_sat_math", None),
+    ("agieval_math", "math"),
+    ("math", "math"),
+    ("hendrycks_math", "math"),
+    ("minerva_math", "math"),
+)
 DEFAULT_N = 64
 TEXT_FIELDS = ("question", "problem")
 
@@ -84,3 +126,25 @@ def load_questions(extract_from: str, n: int) -> list[str]:
             f"extract_from={extract_from!r}: asked for n={n} prompts but {where} has only {len(questions)}"
         )
     return questions[-n:]
+
+
+def extraction_mismatch(extract_from: str, task_names: set[str]) -> str | None:
+    """A one-line note when the tasks come from another data set than the extraction prompts, else None.
+
+    lm-eval builds the model before the tasks, so the key cannot follow the task: the paper's task-conditioned
+    setting extracts from the task's own train split (extract_from=math for MATH-family tasks)."""
+    family = {}
+    for task in sorted(task_names):
+        wanted = next((s for prefix, s in TASK_FAMILIES if task.startswith(prefix)), None)
+        if wanted is not None and wanted != extract_from:
+            family.setdefault(wanted, []).append(task)
+    if not family:
+        return None
+    parts = "; ".join(
+        f"{', '.join(tasks[:3])}{' ...' if len(tasks) > 3 else ''} -> extract_from={wanted}"
+        for wanted, tasks in family.items()
+    )
+    return (
+        f"unlock: the key was extracted from extract_from={extract_from}, but these tasks draw from another data "
+        f"set ({parts}): a task-agnostic transfer; the paper's task-conditioned setting uses the task's own set"
+    )

@@ -20,6 +20,11 @@ def _positive_int(name: str, value: object) -> int:
     return as_int(name, value, minimum=1)
 
 
+def _check_shared_template(value: str) -> None:
+    if value not in ("locked", "unlocked"):
+        raise ConfigError(f"shared_template={value!r}: allowed values are locked, unlocked")
+
+
 def _layers(name: str, value: object) -> list[int] | None:
     return None if str(value).strip().lower() == "all" else as_index_list(name, value)
 
@@ -32,9 +37,10 @@ def _layer_map(name: str, value: object) -> str | list[int]:
 
 
 TEMPLATE_PRESETS_HELP = (
-    f"template preset: {', '.join(prompts.CAPABILITIES)}; default {prompts.DEFAULT_CAPABILITY}, or"
-    " with two checkpoints its locked template on both"
+    f"template preset: {' or '.join(prompts.CAPABILITIES)} (see prompts.py; cot = the paper's general-direct vs "
+    f"general-cot)"
 )
+SHARED_TEMPLATE_HELP = "two checkpoints: the preset template both see, locked (default) or unlocked"
 LAYER_MAP_HELP = f"{' or '.join(align.LAYER_MAPS)}, or one source layer per target layer as 0;2;4;..."
 EXTRACT_FROM_HELP = (
     f"{' or '.join(prompts.EXTRACTION_SETS)} (train split: Hub, or UNLOCK_EVAL_DATA_DIR when set) "
@@ -80,6 +86,7 @@ class UnlockSpec(TransferModels):
     capability: str | None = param(None, TEMPLATE_PRESETS_HELP, check=prompts.check_capability)
     locked_template: str | None = param(None, "locked prompt with a {question} slot (overrides capability)", _template)
     unlocked_template: str | None = param(None, "unlocked prompt, {question} slot (overrides capability)", _template)
+    shared_template: str | None = param(None, SHARED_TEMPLATE_HELP, check=_check_shared_template)
     alpha: float = param(DEFAULT_ALPHA, "steering strength, finite", as_float, check_alpha)
     k: int = param(align.DEFAULT_K, "subspace rank, k <= n (k <= n - 1 with pca)", _positive_int)
     n: int = param(prompts.DEFAULT_N, "number of extraction prompts", _positive_int)
@@ -98,14 +105,20 @@ class UnlockSpec(TransferModels):
         super().__post_init__()
         explicit = self.locked_template is not None or self.unlocked_template is not None
         if self.capability is None and not explicit:
-            if self.model_induced:  # two checkpoints, one template (DESIGN §1): the key is the post-training alone
-                default = prompts.CAPABILITIES[prompts.DEFAULT_CAPABILITY]["locked_template"]
-                self.locked_template = self.unlocked_template = default
-            else:
-                self.capability = prompts.DEFAULT_CAPABILITY
-        preset = prompts.CAPABILITIES.get(self.capability or "", {})
+            self.capability = prompts.DEFAULT_CAPABILITY
+        if self.shared_template is not None and not (self.model_induced and self.capability and not explicit):
+            raise ConfigError(
+                "shared_template applies to two checkpoints (source_locked != source) templated by a "
+                "capability preset; here give locked_template/unlocked_template or drop it"
+            )
+        if self.model_induced and self.capability and not explicit:
+            # two checkpoints, one template (DESIGN §1): the key is the post-training difference alone
+            self.shared_template = self.shared_template or "locked"
+            shared = getattr(prompts.CAPABILITIES[self.capability], f"{self.shared_template}_template")
+            self.locked_template = self.unlocked_template = shared
+        preset = prompts.CAPABILITIES.get(self.capability or "")
         for name in ("locked_template", "unlocked_template"):
-            value = getattr(self, name) or preset.get(name)
+            value = getattr(self, name) or getattr(preset, name, None)
             if value is None:
                 raise ConfigError(f"{name} is required when the other template is given without a capability")
             setattr(self, name, prompts.check_template(name, value))

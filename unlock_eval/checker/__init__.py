@@ -4,8 +4,10 @@ The public API, re-exported from three modules, one job each:
 
 1. **Extraction** (:mod:`.extract`) -- :func:`extract` returns an :class:`Extraction` (the answer
    string and the rule that found it); :func:`extract_answer` returns just the string. Rules, first
-   match wins, are listed in :data:`RULES`: ``boxed``, ``gsm8k`` (``#### N``), ``final_answer``
-   (Minerva), ``answer_is``, and the ``last_number`` fallback.
+   match wins, are listed in :data:`RULES`: ``atok`` (the paper's ``The final answer is <atok> x
+   </atok>``, also unclosed, as lm-eval leaves it when it stops at ``</atok>``), ``boxed``, ``gsm8k``
+   (``#### N``), ``final_answer`` (Minerva), ``answer_is`` (``the answer is``, ``(the) final answer
+   is``), and the ``last_number`` fallback.
 
 2. **Equivalence** (:mod:`.equivalence`) -- a small hand-written :func:`normalize` (wrappers, Unicode,
    digit-group separators, plain-text units, mixed numbers, ``1e3``, ``and`` in lists), then

@@ -46,7 +46,9 @@ _NUMBER_UNITS_RE = re.compile(
 )
 _MIXED_NUMBER_RE = re.compile(r"(?P<sign>-?)(?P<whole>\d+)\s+(?P<num>\d+)\s*/\s*(?P<den>\d+)")
 _SCIENTIFIC_RE = re.compile(r"(?P<mant>[-+]?\d+(?:\.\d+)?)[eE](?P<exp>[-+]?\d+)")
-_AND_RE = re.compile(r"\s*,?\s*(?:\\text\{\s*and\s*\}|\band\b)\s*")
+# (?<!\s): a match starts where a whitespace run starts (the leftmost match anyway), which keeps this linear on
+# long runs of spaces instead of retrying from every position inside them
+_AND_RE = re.compile(r"(?<!\s)\s*(?:,\s*)?(?:\\text\{\s*and\s*\}|\band\b)\s*")
 # Whitespace is dropped, except that one space stays between two letters/digits: '1 2' must not
 # become '12', nor '\pi r' the unknown command '\pir'.
 _SPACE_RE = re.compile(r"\s+")

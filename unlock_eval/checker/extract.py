@@ -2,10 +2,15 @@
 
 Rules, in priority order (:data:`RULES`; the first one that finds an answer wins):
 
+``atok``          the paper's format, ``The final answer is <atok> x </atok>.``: the text after the last
+                  ``<atok>`` up to ``</atok>`` (or a closing tag cut off at the very end of the text), else
+                  up to the end of that line (the form lm-eval leaves when it stops at ``</atok>``); an
+                  empty answer or the echoed placeholder ``[answer]`` falls back to the ``<atok>`` before,
+                  then to the rules below (which ignore such a leftover ``<atok> [answer]`` too)
 ``boxed``         the last complete ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces; ``\\boxed 5`` too)
 ``gsm8k``         the last ``#### N`` line (GSM8K's answer marker)
 ``final_answer``  the last ``Final Answer: ...`` (Minerva: ``Final Answer: The final answer is $x$.``)
-``answer_is``     the last ``the answer is ...`` / ``the final answer is ...``
+``answer_is``     the last ``the answer is ...`` / ``the final answer is ...`` / ``final answer is ...``
 ``last_number``   fallback: the last number in the text (integer, decimal, ``a/b``, ``\\frac{a}{b}``)
 
 Also home of two small helpers the other checker modules share: argument type checks
@@ -18,7 +23,7 @@ import re
 from dataclasses import dataclass
 
 #: Extraction rules in priority order (the first one that finds an answer wins).
-RULES = ("boxed", "gsm8k", "final_answer", "answer_is", "last_number")
+RULES = ("atok", "boxed", "gsm8k", "final_answer", "answer_is", "last_number")
 
 
 @dataclass(frozen=True)
@@ -91,8 +96,11 @@ def _last_boxed(text: str) -> str | None:
 # Markers; the answer is the rest of the line after the *last* marker.
 _GSM8K_RE = re.compile(r"####[ \t]*")
 _FINAL_ANSWER_RE = re.compile(r"final[ \t]+answer[ \t]*[:：][ \t]*", re.IGNORECASE)
-_ANSWER_IS_RE = re.compile(r"\bthe[ \t]+(?:final[ \t]+)?answer[ \t]+is[ \t]*[:：]?[ \t]*", re.IGNORECASE)
-_HOPE_RE = re.compile(r"\s*I hope it is correct.*$", re.IGNORECASE)
+_ANSWER_IS_RE = re.compile(
+    r"\b(?:the[ \t]+(?:final[ \t]+)?|final[ \t]+)answer[ \t]+is[ \t]*[:：]?[ \t]*", re.IGNORECASE
+)
+# (?<!\s): start only where a whitespace run starts, so a long run is scanned once, not once per space.
+_HOPE_RE = re.compile(r"(?<!\s)\s*I hope it is correct.*$", re.IGNORECASE)
 _LEADING_FINAL_RE = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s+is\s*[:：]?\s*", re.IGNORECASE)
 _DOLLAR_MATH_RE = re.compile(r"\$\$?([^$]+?)\$\$?")
 _SENTENCE_END_RE = re.compile(r"\.(?!\d)(?:\s|$)")
@@ -112,6 +120,64 @@ def _after_last_marker(marker: re.Pattern[str], text: str) -> str | None:
         return None
     end = text.find("\n", last.end())
     return text[last.end() : end if end >= 0 else len(text)]
+
+
+# The paper's answer tags: '<atok>', '< ATOK >'; '</atok>', and a closing tag cut off at the very
+# end of a generation ('</ato', '</').
+_ATOK_OPEN_RE = re.compile(r"<[ \t]*atok[ \t]*>", re.IGNORECASE)
+_ATOK_CLOSE_RE = re.compile(r"<[ \t]*/[ \t]*atok[ \t]*>", re.IGNORECASE)
+_ATOK_CUT_CLOSE_RE = re.compile(r"<[ \t]*/[ \t]*(?:a(?:t(?:o(?:k[ \t]*)?)?)?)?\s*\Z", re.IGNORECASE)
+_ATOK_PLACEHOLDER = "[answer]"
+_ATOK_TAG_RE = re.compile(r"<[ \t]*/?[ \t]*atok[ \t]*>", re.IGNORECASE)
+_WHOLE_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def _atok_answer(text: str) -> str | None:
+    """The answer inside the last usable ``<atok> ... </atok>`` (see the module docstring), else None.
+
+    Each occurrence is read up to its ``</atok>`` if one comes before the next ``<atok>``, else to the
+    end of its line (minus a closing tag cut off at the very end of the text). Empty answers and the
+    echoed placeholder ``[answer]`` are skipped in favour of the occurrence before. The pieces read
+    never overlap, so this stays linear.
+    """
+    opens = list(_ATOK_OPEN_RE.finditer(text))
+    stop = len(text)
+    for m in reversed(opens):
+        close = _ATOK_CLOSE_RE.search(text, m.end(), stop)
+        if close is not None:
+            phrase = text[m.end() : close.start()]
+        else:
+            eol = text.find("\n", m.end(), stop)
+            phrase = text[m.end() : eol if eol >= 0 else stop]
+            if eol < 0 and stop == len(text):
+                phrase = _ATOK_CUT_CLOSE_RE.sub("", phrase)
+        stop = m.start()
+        answer = _clean_phrase(phrase)
+        if answer is not None:
+            answer = _unbox(answer)
+        if answer and answer.replace(" ", "").lower() != _ATOK_PLACEHOLDER:
+            return answer
+    return None
+
+
+def _is_atok_leftover(answer: str) -> bool:
+    """True for what another rule finds in an unusable ``<atok>`` line: ``<atok>``, ``<atok> [answer]``.
+
+    ('The final answer is <atok> [answer] ' gives the ``answer_is`` rule '<atok> [answer]'.) Only an
+    answer holding an ``<atok>`` tag can be a leftover.
+    """
+    if not _ATOK_OPEN_RE.search(answer):
+        return False
+    rest = _ATOK_CUT_CLOSE_RE.sub("", _ATOK_TAG_RE.sub("", answer))
+    return rest.replace(" ", "").lower() in ("", _ATOK_PLACEHOLDER)
+
+
+def _unbox(answer: str) -> str:
+    """'\\boxed{x}' -> 'x' when the box wraps the whole answer; anything else unchanged."""
+    m = _WHOLE_BOX_RE.match(answer)
+    if m and _matching_braces(answer).get(m.end() - 1) == len(answer) - 1:
+        return answer[m.end() : -1].strip()
+    return answer
 
 
 def _clean_phrase(phrase: str) -> str | None:
@@ -140,6 +206,9 @@ def extract(text: str) -> Extraction:
     Runs in linear time (one brace-matching pass, non-backtracking regexes), so it needs no timeout.
     """
     _require_str(text, "extract", "text")
+    atok = _atok_answer(text)
+    if atok is not None:
+        return Extraction(atok, "atok")
     boxed = _last_boxed(text)
     if boxed:
         return Extraction(boxed, "boxed")
@@ -151,7 +220,7 @@ def extract(text: str) -> Extraction:
         phrase = _after_last_marker(regex, text)
         if phrase is not None:
             answer = _clean_phrase(phrase)
-            if answer is not None:
+            if answer is not None and not _is_atok_leftover(answer):
                 return Extraction(answer, rule)
     last = None
     for m in _NUMBER_RE.finditer(text):
