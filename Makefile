@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DATA ?= $(abspath ../shared/data)
+DATA ?= $(or $(UNLOCK_EVAL_DATA_DIR),$(abspath ../shared/data))
 
 .PHONY: install demo test lint bench
 

@@ -28,6 +28,7 @@ ARTIFACT_KINDS = ("states", "masterkey", "subspacemap", "locks")
 def run(cache: Path, out: Path, args) -> tuple[float, dict]:
     cmd = [
         sys.executable,
+        "-P",  # not the checkout's unlock_eval/ (the wheel maps tasks and adapters into it)
         "-m",
         "lm_eval",
         "--model",

@@ -38,6 +38,7 @@ process_results: !function unlock_eval.tasks.utils.process_results
 metric_list:
   - {{metric: acc, aggregation: mean, higher_is_better: true}}
   - {{metric: answer_found, aggregation: mean, higher_is_better: true}}
+  - {{metric: gen_len_pieces, aggregation: mean, higher_is_better: false}}
 """
 
 

@@ -79,7 +79,13 @@ class UnlockLM(HFLM):
         self.artifacts = art
         self.steering_key = art.target_key
         self.steering_fingerprint = fingerprint(
-            {"alpha": spec.alpha, "mode": spec.mode, "layers": spec.layers, "key": art.hashes["target_key_checksum"]}
+            {
+                "alpha": spec.alpha,
+                "mode": spec.mode,
+                "layers": spec.layers,
+                "layers_path": spec.layers_path,
+                "key": art.hashes["target_key_checksum"],
+            }
         )
         self.extraction_forward_passes = art.forward_passes
         self.identities = {
@@ -131,11 +137,11 @@ class UnlockLM(HFLM):
         return torch.tensor(positions, dtype=torch.long)
 
     def _note_task_families(self, requests) -> None:
-        """Say once per run when the tasks come from another data set than the extraction prompts."""
-        if getattr(self, "_families_noted", False):
-            return
-        self._families_noted = True
-        note = extraction_mismatch(self.unlock_config.extract_from, {r.task_name for r in requests if r.task_name})
+        """Say once per new set of tasks when they come from another data set than the extraction prompts."""
+        seen = getattr(self, "_tasks_seen", set())
+        tasks = {r.task_name for r in requests if r.task_name} - seen
+        self._tasks_seen = seen | tasks
+        note = extraction_mismatch(self.unlock_config.extract_from, tasks) if tasks else None
         if note and self.rank == 0:
             logger.warning(note)
 

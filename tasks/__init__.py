@@ -1,8 +1,8 @@
 """lm-eval task definitions of unlock-eval: the YAML files in this directory (GSM8K, MATH, MATH-500,
-AGIEval Math, SAT-Math) and their helpers in ``utils.py``; see README.md here.
+AGIEval Math, SAT-Math) and their helpers in ``utils.py``; see README.md here. Installed as ``unlock_eval.tasks``.
 
-lm-eval finds these tasks through ``--include_path <this directory>`` (or the start-up hook that
-registers it); ``TASKS_DIR`` is that directory. Nothing is imported here, so ``import tasks`` is cheap.
+The start-up hook adds this directory to every lm-eval TaskManager (``--include_path`` is not needed);
+``TASKS_DIR`` is that directory. Nothing is imported here, so ``import unlock_eval.tasks`` is cheap.
 """
 
 from pathlib import Path

@@ -215,6 +215,7 @@ EXTRACTIONS = [
     ("The final answer is <atok> **(B)** ", "(B)", "atok"),
     ("The final answer is <atok> 3.5 </ato", "3.5", "atok"),
     ("The final answer is <atok> -7 </", "-7", "atok"),
+    ("The final answer is <atok> 18 <", "18", "atok"),
     ("The final answer is <ATOK>12</ATOK>.", "12", "atok"),
     ("The final answer is < atok > 12 < /atok >", "12", "atok"),
     ("The final answer is <atok>\n18\n</atok>", "18", "atok"),

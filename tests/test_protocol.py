@@ -71,6 +71,7 @@ def test_extraction_mismatch_names_the_tasks_and_the_set_to_use():
     note = extraction_mismatch("gsm8k", {"math_unlock_algebra", "agieval_math_unlock", "gsm8k_unlock"})
     assert "extract_from=gsm8k" in note and "agieval_math_unlock, math_unlock_algebra -> extract_from=math" in note
     assert extraction_mismatch("math", {"math500_unlock", "hendrycks_math_algebra"}) is None
+    assert extraction_mismatch("gsm8k", {"mathqa", "agieval_sat_math_unlock"}) is None  # not MATH data
     assert "gsm8k_unlock -> extract_from=gsm8k" in extraction_mismatch("/data/mine.jsonl", {"gsm8k_unlock"})
 
 

@@ -73,15 +73,72 @@ def test_readme_argument_table_is_the_declared_table():
     assert out.strip() == params.markdown_table(UnlockSpec)
 
 
-def test_each_argument_is_declared_once_and_checked_by_the_engine():
+def test_each_argument_is_declared_once_and_checked_by_the_engine(monkeypatch):
+    from unlock_eval import align
+
+    calls = []
+    real = align.check_rank
+    monkeypatch.setattr(align, "check_rank", lambda *a, **kw: calls.append((a, kw)) or real(*a, **kw))
     with pytest.raises(ConfigError, match="k=9 exceeds the number of prompts n=8"):
-        UnlockSpec(target="t", k=9, n=8)  # the same check SubspaceMap.fit runs
+        UnlockSpec(target="t", k=9, n=8)
+    assert calls == [((9, 8), {"center": False})]  # the spec runs the engine's own check, the one fit() runs
     with pytest.raises(ConfigError, match="aggregator='median': allowed values are mean, pca"):
         UnlockSpec(target="t", aggregator="median")
     spec, rest = params.parse_known(UnlockSpec, {"target": "t", "alpha": "0.5", "k": 4.0, "layers": "1-3", "x": 1})
     assert (spec.alpha, spec.k, spec.layers, spec.source, spec.source_locked) == (0.5, 4, [1, 2, 3], "t", "t")
     assert rest == {"x": 1}
     assert spec.locked_template != spec.unlocked_template  # the default capability's pair
+    assert UnlockSpec(target="t", alpha="0.5", k="4").alpha == 0.5  # built from Python: parsed the same way
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"source": "s"},
+        {"source": "s", "source_locked": "b"},
+        {"source": "s", "source_locked": "b", "shared_template": "unlocked"},
+        {"source": "s", "locked_template": "Q: {question}\n", "unlocked_template": "R: {question}\n"},
+    ],
+)
+def test_a_spec_rebuilds_from_its_recorded_fields(extra):
+    """config.unlock in a results file holds as_dict(): rebuilding from it (or replacing one field, as a sweep
+    does) gives the same run."""
+    import dataclasses
+
+    spec = UnlockSpec(target="t", **extra)
+    assert UnlockSpec(**spec.as_dict()) == spec
+    assert dataclasses.replace(spec, alpha=0.3).as_dict() == {**spec.as_dict(), "alpha": 0.3}
+
+
+def test_templates_keep_their_trailing_newline_through_lm_evals_parser():
+    """A quoted value is read as a Python literal by lm-eval's CLI: the newline that ends a template is part of
+    it (both templates must end on the same token)."""
+    from lm_eval._cli.utils import key_val_to_dict
+
+    from unlock_eval.model_adapters.arguments import parse_model_args
+
+    raw = key_val_to_dict('target=t,locked_template="Q, {question}\\nA:\\n",unlocked_template="Q: {question}\\nB.\\n"')
+    spec, _ = parse_model_args(UnlockSpec, "unlock", raw)
+    assert spec.locked_template == "Q, {question}\nA:\n" and spec.unlocked_template.endswith("B.\n")
+    unquoted, _ = parse_model_args(
+        UnlockSpec,
+        "unlock",
+        key_val_to_dict(
+            r"target=t,locked_template=Q: {question}\n"
+            r",unlocked_template=R: {question}\n"
+        ),
+    )
+    assert unquoted.locked_template == "Q: {question}\n"
+
+
+def test_source_layers_path_must_apply_to_some_model():
+    with pytest.raises(ConfigError, match="source_layers_path: the source is the target here"):
+        UnlockSpec(target="t", source_layers_path="model.layers")
+    assert UnlockSpec(target="t", source="s", source_layers_path="a.b").layers_path_of("s") == (
+        "a.b",
+        "source_layers_path",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ extraction data

@@ -96,6 +96,9 @@ def test_every_task_and_group_names_its_preset_and_every_locked_one_has_a_prompt
         for name in leaf_tasks(infix) + [f"math{infix}_unlock", f"unlock_math{infix}"]:
             meta = _yaml(TASKS_DIR / f"{name}.yaml")["metadata"]["unlock_prompt"]
             assert (meta["capability"], meta["template"]) == (capability, template), name
+            if not name.startswith(("math" + infix + "_unlock", "unlock_math")) or "_unlock_" in name:  # a leaf task
+                doc_to_text = _yaml(TASKS_DIR / f"{name}.yaml")["doc_to_text"]
+                assert doc_to_text.endswith(f"utils.prompt_{capability}_{template}"), (name, doc_to_text)
             if template == "unlocked":
                 locked = name.replace(infix + "_unlock", LOCKED_OF[infix] + "_unlock").replace(
                     "unlock_math" + infix, "unlock_math" + LOCKED_OF[infix]

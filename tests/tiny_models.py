@@ -34,45 +34,29 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
     return tok
 
 
-def _llama(layers, d):
-    return LlamaForCausalLM(
-        LlamaConfig(
-            hidden_size=d,
-            intermediate_size=2 * d,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            **COMMON,
-        )
+def _decoder(layers, d, **extra):
+    """Config arguments shared by the Llama-like tiny models (grouped-query attention, 4 heads)."""
+    return dict(
+        hidden_size=d,
+        intermediate_size=2 * d,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        **COMMON,
+        **extra,
     )
+
+
+def _llama(layers, d):
+    return LlamaForCausalLM(LlamaConfig(**_decoder(layers, d)))
 
 
 def _qwen2(layers, d):
-    return Qwen2ForCausalLM(
-        Qwen2Config(
-            hidden_size=d,
-            intermediate_size=2 * d,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            **COMMON,
-        )
-    )
+    return Qwen2ForCausalLM(Qwen2Config(**_decoder(layers, d)))
 
 
 def _gemma3(layers, d):
-    return Gemma3ForCausalLM(
-        Gemma3TextConfig(
-            hidden_size=d,
-            intermediate_size=2 * d,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=d // 4,
-            sliding_window=8,
-            **COMMON,
-        )
-    )
+    return Gemma3ForCausalLM(Gemma3TextConfig(**_decoder(layers, d, head_dim=d // 4, sliding_window=8)))
 
 
 def _gpt2(layers, d):

@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:
         return cmd_run(argv[1:])
+    from .masterkey import AGGREGATORS, DEFAULT_AGGREGATOR
+
     parser = argparse.ArgumentParser(prog="unlock-eval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="lm_eval with unlock-eval's models and tasks registered (takes lm_eval's flags)")
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--target", default="gemma3-270m")
     demo.add_argument("--n", type=int, default=32, help="number of GSM8K train questions (default 32)")
     demo.add_argument("--k", type=int, default=8, help="subspace rank (default 8)")
-    demo.add_argument("--aggregator", choices=["mean", "pca"], default="mean")
+    demo.add_argument("--aggregator", choices=AGGREGATORS, default=DEFAULT_AGGREGATOR)
     demo.add_argument(
         "--extract-from",
         default="gsm8k",

@@ -135,7 +135,7 @@ def _from_hub(benchmark: str, config_name: str | None, split: str | None = None)
     path = HUB[benchmark][0]
     try:
         return datasets.load_dataset(path, config_name, split=split)
-    except Exception as exc:  # datasets raises many types here (connection, offline mode, not found, ...)
+    except OSError as exc:  # offline, connection, not found, gated: all OSErrors in datasets/huggingface_hub
         where = f"{path} ({config_name})" if config_name else path
         files = ", ".join(LOCAL_FILES[benchmark].values())
         raise ConfigError(

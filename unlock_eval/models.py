@@ -160,7 +160,16 @@ def _local_dir_identity(path: Path, cache_dir: Path) -> dict[str, Any]:
         p
         for p in path.iterdir()
         if p.suffix in {".safetensors", ".bin", ".pt", ".gguf"}
-        or p.name in {"config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model"}
+        or p.name
+        in {
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "tokenizer.model",
+            "vocab.json",
+            "merges.txt",
+            "special_tokens_map.json",
+        }
     )
     return {"files": {p.name: file_sha256(p, cache_dir) for p in files}}
 

@@ -30,12 +30,17 @@ def _params(cls_or_obj: Any) -> list[Field]:
     return [f for f in fields(cls_or_obj) if _META in f.metadata]
 
 
-def run_checks(obj: Any) -> None:
-    """Run each field's engine check on its value (None means "not given" and is not checked)."""
+def parse_and_check(obj: Any) -> None:
+    """Coerce each given field with its parser, then run its engine check (None means "not given" and is left
+    alone). Runs on construction, so a dataclass built from Python is parsed like one built from model_args."""
     for f in _params(obj):
-        check = f.metadata[_META][2]
+        _, parse, check = f.metadata[_META]
         value = getattr(obj, f.name)
-        if check is not None and value is not None:
+        if value is None:
+            continue
+        value = parse(f.name, value)
+        setattr(obj, f.name, value)
+        if check is not None:
             check(value)
 
 
@@ -72,7 +77,7 @@ def parse_known(cls: type, raw: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         if key not in declared:
             rest[key] = value
         elif value is not None:
-            values[key] = declared[key].metadata[_META][1](key, value)
+            values[key] = value  # parsed and checked by the dataclass itself (parse_and_check)
     missing = [
         f"{name}=... ({f.metadata[_META][0]})"
         for name, f in declared.items()
@@ -91,6 +96,20 @@ def as_text(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{name}={value!r}: expected a non-empty string")
     return value.strip()
+
+
+def as_raw_text(name: str, value: Any) -> str:
+    """A non-empty string kept as given (templates: a trailing newline is part of the prompt)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name}={value!r}: expected a non-empty string")
+    return value
+
+
+def as_revision(name: str, value: Any) -> str:
+    """A hub revision: lm-eval hands an all-digit one as a number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(int(value)) if float(value).is_integer() else str(value)
+    return as_text(name, value)
 
 
 def as_float(name: str, value: Any) -> float:

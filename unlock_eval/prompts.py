@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,14 +57,14 @@ EXTRACTION_SETS: dict[str, tuple[str, str, str]] = {
     "math": ("math", "train", "problem"),
 }
 DEFAULT_EXTRACT_FROM = "gsm8k"
-# Task-name prefixes (ours and upstream lm-eval's) -> the extraction set drawn from the same data set's train split.
+# Task names (ours and upstream lm-eval's) -> the extraction set drawn from the same data set's train split.
 TASK_FAMILIES = (
-    ("gsm8k", "gsm8k"),
-    ("agieval_sat_math", None),
-    ("agieval_math", "math"),
-    ("math", "math"),
-    ("hendrycks_math", "math"),
-    ("minerva_math", "math"),
+    (r"gsm8k(_|$)", "gsm8k"),
+    (r"agieval_sat_math", None),
+    (r"agieval_math(_|$)", "math"),
+    (r"math(500)?(_|$)", "math"),
+    (r"hendrycks_math", "math"),
+    (r"minerva_math", "math"),
 )
 DEFAULT_N = 64
 TEXT_FIELDS = ("question", "problem")
@@ -135,7 +136,7 @@ def extraction_mismatch(extract_from: str, task_names: set[str]) -> str | None:
     setting extracts from the task's own train split (extract_from=math for MATH-family tasks)."""
     family = {}
     for task in sorted(task_names):
-        wanted = next((s for prefix, s in TASK_FAMILIES if task.startswith(prefix)), None)
+        wanted = next((s for pattern, s in TASK_FAMILIES if re.match(pattern, task)), None)
         if wanted is not None and wanted != extract_from:
             family.setdefault(wanted, []).append(task)
     if not family:

@@ -7,13 +7,13 @@ from typing import Any
 
 from . import align, masterkey, prompts
 from .errors import ConfigError
-from .params import as_float, as_index_list, as_int, as_text, param, run_checks
+from .params import as_float, as_index_list, as_int, as_raw_text, as_revision, param, parse_and_check
 from .steer import DEFAULT_ALPHA, DEFAULT_MODE, MODES, check_alpha, check_mode  # `steer` is also a function name
 
 
 def _template(name: str, value: object) -> str:
     """A template as typed on a command line: `\\n` stands for a newline; it must hold the `{question}` slot."""
-    return as_text(name, value).replace("\\n", "\n")
+    return as_raw_text(name, value).replace("\\n", "\n")
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -36,10 +36,7 @@ def _layer_map(name: str, value: object) -> str | list[int]:
     return as_index_list(name, value)
 
 
-TEMPLATE_PRESETS_HELP = (
-    f"template preset: {' or '.join(prompts.CAPABILITIES)} (see prompts.py; cot = the paper's general-direct vs "
-    f"general-cot)"
-)
+TEMPLATE_PRESETS_HELP = f"template preset: {' or '.join(prompts.CAPABILITIES)} (cot: the paper's pair); default cot"
 SHARED_TEMPLATE_HELP = "two checkpoints: the preset template both see, locked (default) or unlocked"
 LAYER_MAP_HELP = f"{' or '.join(align.LAYER_MAPS)}, or one source layer per target layer as 0;2;4;..."
 EXTRACT_FROM_HELP = (
@@ -57,7 +54,9 @@ class TransferModels:
     source_locked: str | None = param(
         None, "model without it (locked); default: source; another checkpoint: model-induced"
     )
-    source_revision: str | None = param(None, "hub revision of the source models (the target's is revision=)")
+    source_revision: str | None = param(
+        None, "hub revision of the source models (the target's is revision=)", as_revision
+    )
     cache_dir: str | None = param(None, "artifacts, converted models; default: UNLOCK_EVAL_CACHE_DIR or user cache")
 
     def __post_init__(self) -> None:
@@ -68,7 +67,7 @@ class TransferModels:
                 "source_revision: source == target here, so the target's revision= applies; one model "
                 "at two revisions is not supported"
             )
-        run_checks(self)
+        parse_and_check(self)
 
     @property
     def model_induced(self) -> bool:
@@ -99,11 +98,15 @@ class UnlockSpec(TransferModels):
     extract_from: str = param(prompts.DEFAULT_EXTRACT_FROM, EXTRACT_FROM_HELP, check=prompts.check_extraction_source)
     extract_batch_size: int = param(8, "batch size of the extraction forward passes", _positive_int)
     layers_path: str | None = param(None, "dotted path to the target's decoder layers; default: looked up")
-    source_layers_path: str | None = param(None, "the same for the source models; default: looked up")
+    source_layers_path: str | None = param(None, "the same for source and source_locked (if not the target)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         explicit = self.locked_template is not None or self.unlocked_template is not None
+        if explicit and self.model_induced and self.capability and self.shared_template:
+            # a spec rebuilt from its own recorded fields (as_dict): the shared template it resolved to before
+            shared = getattr(prompts.CAPABILITIES[self.capability], f"{self.shared_template}_template", None)
+            explicit = not (self.locked_template == self.unlocked_template == shared)
         if self.capability is None and not explicit:
             self.capability = prompts.DEFAULT_CAPABILITY
         if self.shared_template is not None and not (self.model_induced and self.capability and not explicit):
@@ -123,6 +126,10 @@ class UnlockSpec(TransferModels):
                 raise ConfigError(f"{name} is required when the other template is given without a capability")
             setattr(self, name, prompts.check_template(name, value))
         align.check_rank(self.k, self.n, center=self.aggregator == "pca")
+        if self.source_layers_path and {self.source, self.source_locked} <= {self.target}:
+            raise ConfigError(
+                "source_layers_path: the source is the target here (native steering), so layers_path applies to it"
+            )
         if not self.model_induced and self.locked_template == self.unlocked_template:
             raise ConfigError(
                 "locked_template and unlocked_template are equal and source_locked == source: the key "

@@ -123,10 +123,10 @@ def _after_last_marker(marker: re.Pattern[str], text: str) -> str | None:
 
 
 # The paper's answer tags: '<atok>', '< ATOK >'; '</atok>', and a closing tag cut off at the very
-# end of a generation ('</ato', '</').
+# end of a generation ('</ato', '</', '<').
 _ATOK_OPEN_RE = re.compile(r"<[ \t]*atok[ \t]*>", re.IGNORECASE)
 _ATOK_CLOSE_RE = re.compile(r"<[ \t]*/[ \t]*atok[ \t]*>", re.IGNORECASE)
-_ATOK_CUT_CLOSE_RE = re.compile(r"<[ \t]*/[ \t]*(?:a(?:t(?:o(?:k[ \t]*)?)?)?)?\s*\Z", re.IGNORECASE)
+_ATOK_CUT_CLOSE_RE = re.compile(r"<[ \t]*(?:/[ \t]*(?:a(?:t(?:o(?:k[ \t]*)?)?)?)?)?\s*\Z", re.IGNORECASE)
 _ATOK_PLACEHOLDER = "[answer]"
 _ATOK_TAG_RE = re.compile(r"<[ \t]*/?[ \t]*atok[ \t]*>", re.IGNORECASE)
 _WHOLE_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
