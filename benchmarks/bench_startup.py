@@ -52,7 +52,8 @@ def run(cache: Path, out: Path, args) -> tuple[float, dict]:
     if proc.returncode != 0:
         sys.exit(f"lm_eval failed:\n{proc.stderr[-3000:]}")
     results = sorted(out.rglob("results_*.json"))[-1]
-    return wall, json.loads(results.read_text())["config"]["unlock"]
+    record = json.loads(results.read_text())["config"]["unlock_eval"]  # the method record (README: results fields)
+    return wall, {**record["details"], "startup_seconds": record["setup_seconds"]}
 
 
 def main() -> None:

@@ -19,17 +19,35 @@ def unlock_run_name(model_args: dict[str, Any]) -> str:
     return f"unlock_native_{_short(target)}" if source == target else f"unlock_{_short(source)}_to_{_short(target)}"
 
 
+def weight_transfer_run_name(model_args: dict[str, Any]) -> str:
+    target = str(model_args.get("target", "unknown"))
+    return f"weight_transfer_{_short(str(model_args.get('source', 'unknown')))}_to_{_short(target)}"
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """`target` is "module:Class", imported only when lm-eval builds the model; `run_name` names its results folder
-    (lm-eval would invent a random one: our models take target=/source=, not pretrained=)."""
+    (lm-eval would invent a random one: our models take target=/source=, not pretrained=); `spec` is the
+    "module:Class" of its declared model_args (unlock_eval.spec), which `unlock-eval args MODEL` prints."""
 
     target: str
     run_name: Callable[[dict[str, Any]], str]
+    spec: str
+
+    def spec_class(self) -> type:
+        import importlib
+
+        module, name = self.spec.split(":")
+        return getattr(importlib.import_module(module), name)
 
 
 MODELS: dict[str, ModelEntry] = {
-    "unlock": ModelEntry("unlock_eval.model_adapters.unlock:UnlockLM", unlock_run_name),
+    "unlock": ModelEntry("unlock_eval.model_adapters.unlock:UnlockLM", unlock_run_name, "unlock_eval.spec:UnlockSpec"),
+    "weight_transfer": ModelEntry(
+        "unlock_eval.model_adapters.weight_transfer:WeightTransferLM",
+        weight_transfer_run_name,
+        "unlock_eval.spec:WeightTransferSpec",
+    ),
 }
 
 

@@ -11,22 +11,24 @@ from typing import Any
 import torch
 from lm_eval.models.huggingface import HFLM
 
+from unlock_eval import params
 from unlock_eval.cache import fingerprint
 from unlock_eval.errors import ConfigError
 from unlock_eval.layers import find_decoder_layers
-from unlock_eval.models import resolve_model
+from unlock_eval.method import MethodRecord, peak_rss_mb
 from unlock_eval.pipeline import Extractor, build_unlock
 from unlock_eval.prompts import extraction_mismatch, load_questions
-from unlock_eval.spec import UnlockSpec
+from unlock_eval.spec import TransferModels, UnlockSpec
 from unlock_eval.steer import steer
 
 from .arguments import parse_model_args
+from .recorded import RecordedRun, resolve_role
 
 # under lm-eval's logger tree, so `lm_eval --verbosity` and its handlers apply to our lines too
 logger = logging.getLogger("lm_eval.models.unlock")
 
 
-class UnlockLM(HFLM):
+class UnlockLM(RecordedRun, HFLM):
     """The target model, evaluated by lm-eval's HFLM, with the Unlock steering hooks around every forward.
 
     At construction the MasterKey is extracted from the source and mapped into the target (or loaded from the
@@ -39,15 +41,14 @@ class UnlockLM(HFLM):
         spec, hf_kwargs = parse_model_args(UnlockSpec, "unlock", kwargs)
         self.unlock_config: UnlockSpec = spec
         questions = load_questions(spec.extract_from, spec.n)  # data errors before any model is loaded
-        try:
-            target = resolve_model(spec.target, revision=hf_kwargs.get("revision"), cache_dir=spec.cache_dir)
-        except ConfigError as exc:
-            raise ConfigError(f"target: {exc}") from None
+        target = resolve_role("target", spec.target, hf_kwargs.get("revision"), spec.cache_dir)
         hf_kwargs.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
         super().__init__(pretrained=target.pretrained, **hf_kwargs)
         self.tokenizer.padding_side = "left"
         self._build_steering(spec, questions, hf_kwargs)
         self._startup_seconds = time.perf_counter() - t0
+        self.cache_table = f"unlock_{self.steering_fingerprint}"
+        self.run_record = self._record(spec, self._startup_seconds)
         logger.info(
             "unlock: process %d (rank %d of %d) ready in %.1f s: %d extraction forward passes, models "
             "loaded for extraction: %s",
@@ -170,30 +171,27 @@ class UnlockLM(HFLM):
         with self._steer():
             return super()._model_generate(context, max_length, stop, **generation_kwargs)
 
-    # ------------------------------------------------------------------ honest results
-    def set_cache_hook(self, cache_hook) -> None:
-        """`--use_cache` keys by request only: give steered runs their own table in the cache file."""
-        db = getattr(cache_hook, "dbdict", None)
-        if db is not None:
-            table = f"unlock_{self.steering_fingerprint}"
-            db.conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" (key TEXT PRIMARY KEY, value BLOB)')
-            db.conn.commit()
-            db.tablename = table
-        super().set_cache_hook(cache_hook)
-
-    def get_model_info(self) -> dict:
-        info = super().get_model_info()
-        cfg = self.unlock_config
+    # ------------------------------------------------------------------ what the results file records
+    def _record(self, spec: UnlockSpec, setup_seconds: float) -> MethodRecord:
         art = self.artifacts
-        info["unlock"] = {
-            "method": "native_steering" if art.native else "unlock",
-            **cfg.as_dict(),
-            "layers": "all" if cfg.layers is None else cfg.layers,
-            "layer_map_resolved": art.subspace_map.layer_map if art.subspace_map is not None else None,
-            "steering_fingerprint": self.steering_fingerprint,
-            "artifacts": art.hashes,
-            "model_identities": self.identities,
-            "extraction_forward_passes": self.extraction_forward_passes,
-            "startup_seconds": round(self._startup_seconds, 3),
-        }
-        return info
+        roles = {"target": spec.target, "source": spec.source, "source_locked": spec.source_locked}
+        models = set(params.names(TransferModels))
+        return MethodRecord(
+            method="native_steering" if art.native else "unlock",
+            models={role: {"spec": m, "identity": self.identities[m]} for role, m in roles.items()},
+            hyperparameters={
+                **{k: v for k, v in spec.as_dict().items() if k not in models},
+                "layers": "all" if spec.layers is None else spec.layers,
+            },
+            setup_seconds=round(setup_seconds, 3),
+            setup_peak_rss_mb=peak_rss_mb(),
+            extra_forward_passes_per_token=0,  # hooks add one vector per steered layer, no forward pass
+            details={
+                "source_revision": spec.source_revision,
+                "layer_map_resolved": art.subspace_map.layer_map if art.subspace_map is not None else None,
+                "steering_fingerprint": self.steering_fingerprint,
+                "artifacts": art.hashes,
+                "extraction_forward_passes": self.extraction_forward_passes,
+                "models_loaded_for_extraction": list(art.models_loaded),
+            },
+        )

@@ -92,9 +92,13 @@ def test_cli_run_records_config_and_second_run_skips_extraction(world, tmp_path)
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         folder = out / "unlock_src_to_tgt"  # named from source/target, not lm-eval's random name
-        info = newest_results(folder)["config"]["unlock"]
-        assert info["method"] == "unlock" and info["alpha"] == 0.5 and info["k"] == 4 and info["n"] == 8
-        assert info["layers"] == "all" and info["layer_map_resolved"] == [0, 1, 3]
+        record = newest_results(folder)["config"]["unlock_eval"]
+        assert record["schema_version"] == 1 and record["method"] == "unlock"
+        hp, info = record["hyperparameters"], record["details"]
+        assert hp["alpha"] == 0.5 and hp["k"] == 4 and hp["n"] == 8 and hp["layers"] == "all"
+        assert record["models"]["source"]["spec"] == world["src"] and record["models"]["target"]["identity"]
+        assert record["extra_forward_passes_per_token"] == 0 and record["setup_peak_rss_mb"] > 50
+        assert info["layer_map_resolved"] == [0, 1, 3]
         assert set(info["artifacts"]) >= {"source_key", "subspace_map", "target_key_checksum"}
         if attempt == 0:
             assert info["extraction_forward_passes"] == 3  # source locked, source unlocked, target locked
@@ -213,7 +217,7 @@ def test_argument_errors_name_the_key(world, tmp_path, extra, message):
 
 def test_layers_path_is_a_model_argument(world, tmp_path):
     lm = make_lm(world, tmp_path, layers_path="transformer.h", source_layers_path="model.layers")
-    assert lm.get_model_info()["unlock"]["layers_path"] == "transformer.h"
+    assert lm.get_model_info()["unlock_eval"]["hyperparameters"]["layers_path"] == "transformer.h"
     assert lm.extraction_forward_passes == 3
 
 
@@ -252,8 +256,9 @@ def test_model_induced_pair_defaults_to_one_template_and_dtype_is_canonical(worl
 
 def test_model_induced_key_from_two_checkpoints(world, tmp_path):
     lm = make_lm(world, tmp_path, source_locked=world["src_base"])
-    info = lm.get_model_info()["unlock"]
-    assert info["method"] == "unlock" and info["source_locked"] == world["src_base"]
+    record = lm.get_model_info()["unlock_eval"]
+    info = record["hyperparameters"]
+    assert record["method"] == "unlock" and record["models"]["source_locked"]["spec"] == world["src_base"]
     assert info["locked_template"] == info["unlocked_template"]
     assert lm.extraction_forward_passes == 3  # base and tuned source on one template, target on it too
     with pytest.raises(ConfigError, match="two checkpoints of one architecture"):

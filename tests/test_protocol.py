@@ -181,5 +181,5 @@ def test_each_reproduction_command_parses_and_runs_with_tiny_models(tmp_path):
         results = [json.loads(p.read_text()) for p in (tmp_path / f"out{i}").rglob("results_*.json")]
         assert len(results) == 1, command
         if "--model unlock" in command:
-            assert results[0]["config"]["unlock"]["method"] == "unlock", command
+            assert results[0]["config"]["unlock_eval"]["method"] == "unlock", command
     assert len(commands) == 6

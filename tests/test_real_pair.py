@@ -1,5 +1,10 @@
 """Integration on the real embedded pair: SmolLM2-135M-Instruct (source) -> Gemma-3-270M (target), real GSM8K."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -113,9 +118,6 @@ def test_real_target_steering_changes_generation_and_keeps_batch_equivalence(tmp
 def test_lm_eval_cli_on_the_real_pair_second_run_skips_extraction(tmp_path):
     """The README's command, offline: cold run extracts, warm run performs no extraction pass."""
     import json
-    import os
-    import subprocess
-    import sys
 
     cache = cache_without_artifacts(tmp_path / "cache")
     passes = []
@@ -153,7 +155,27 @@ def test_lm_eval_cli_on_the_real_pair_second_run_skips_extraction(tmp_path):
         folder = out / "unlock_smollm2-135m-instruct_to_gemma3-270m"
         results = json.loads(next(folder.glob("results_*.json")).read_text())
         assert results["results"]["gsm8k_unlock"]["sample_len"] == 8
-        info = results["config"]["unlock"]
-        assert info["method"] == "unlock" and info["k"] == 8 and info["n"] == 32
-        passes.append(info["extraction_forward_passes"])
+        record = results["config"]["unlock_eval"]
+        assert record["method"] == "unlock" and record["hyperparameters"]["k"] == 8
+        assert record["hyperparameters"]["n"] == 32
+        passes.append(record["details"]["extraction_forward_passes"])
     assert passes[0] > 0 and passes[1] == 0
+
+
+def test_weight_transfer_refuses_the_cross_family_pair_in_one_line(tmp_path):
+    """SmolLM2 -> Gemma-3 cannot be merged (the README's contrast: --model unlock runs this pair)."""
+    cache = cache_without_artifacts(tmp_path / "cache")
+    models = "target=gemma3-270m,source=smollm2-135m-instruct,source_locked=smollm2-135m-instruct"
+    model_args = f"{models},cache_dir={cache}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lm_eval", "--model", "weight_transfer", "--model_args", model_args, "--tasks",
+         "gsm8k_unlock", "--limit", "1", "--device", "cpu"],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "lm_eval: error: weight_transfer: tensor model.embed_tokens.weight has shape [262144, 640] in target "
+        "(gemma3-270m) but [49152, 576] in source (smollm2-135m-instruct); weight-space transfer needs identical "
+        "architectures (for models of different sizes or families use --model unlock)"
+    )
+    assert not (Path(cache) / "merged").exists()  # refused before anything was written

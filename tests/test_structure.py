@@ -63,14 +63,20 @@ def test_light_modules_import_without_torch():
     assert out.stdout.strip() == "[]"
 
 
-def test_readme_argument_table_is_the_declared_table():
-    """The README shows `unlock-eval args` verbatim: help text and defaults come from the one declaration."""
+@pytest.mark.parametrize("model", ["unlock", "weight_transfer"])
+def test_readme_argument_table_is_the_declared_table(model):
+    """The README shows `unlock-eval args MODEL` verbatim: help text and defaults come from the one declaration."""
+    from unlock_eval.model_adapters.registry import MODELS
+
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert params.markdown_table(UnlockSpec) in readme
+    table = params.markdown_table(MODELS[model].spec_class())
+    assert table in readme
     out = subprocess.run(
-        [sys.executable, "-P", "-m", "unlock_eval.cli", "args"], capture_output=True, text=True, check=True
+        [sys.executable, "-P", "-m", "unlock_eval.cli", "args", model], capture_output=True, text=True, check=True
     ).stdout
-    assert out.strip() == params.markdown_table(UnlockSpec)
+    assert out.strip() == table
+    if model == "unlock":
+        assert table == params.markdown_table(UnlockSpec)
 
 
 def test_each_argument_is_declared_once_and_checked_by_the_engine(monkeypatch):
@@ -235,7 +241,8 @@ def test_file_hash_memo_lives_in_the_cache_dir_it_is_given(tmp_path):
 def test_results_folder_names_come_from_the_registry():
     from unlock_eval.model_adapters.registry import MODELS, run_name
 
-    assert set(MODELS) == {"unlock"}
+    assert set(MODELS) == {"unlock", "weight_transfer"}
     assert run_name("unlock", "target=/x/tgt,source=/y/src,alpha=0.1") == "unlock_src_to_tgt"
+    assert run_name("weight_transfer", "target=/x/tgt,source=/y/src,lam=2") == "weight_transfer_src_to_tgt"
     assert run_name("unlock", {"target": "gemma3-270m"}) == "unlock_native_gemma3-270m"
     assert json.dumps(MODELS["unlock"].target) == '"unlock_eval.model_adapters.unlock:UnlockLM"'

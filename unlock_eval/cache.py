@@ -39,6 +39,14 @@ def default_cache_dir() -> Path:
     return Path(user_cache_dir("unlock-eval"))
 
 
+def mark_used(path: str | os.PathLike) -> None:
+    """Set the mtime of a cache file or directory to now: `cache list`/`prune` read it as "last used"."""
+    try:
+        os.utime(path)
+    except OSError:  # a read-only (shared) cache keeps working; only its "last used" goes stale
+        pass
+
+
 def fingerprint(parts: dict[str, Any]) -> str:
     """Stable sha256 (hex, 24 chars) of a JSON-serialisable description."""
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
@@ -166,11 +174,13 @@ class ArtifactCache:
         found = self._try_load(path)
         if found is not None:
             self.hits += 1
+            mark_used(path)
             return found
         with self.lock(kind, key):
             found = self._try_load(path)  # another process may have built it while we waited
             if found is not None:
                 self.hits += 1
+                mark_used(path)
                 return found
             tensors, meta = build()
             save_artifact(path, tensors, meta)

@@ -1,4 +1,5 @@
-"""`unlock-eval` command line: the offline demo, and `run`, which is the lm-eval CLI with our models and tasks."""
+"""`unlock-eval` command line: the offline demo, `cache` housekeeping, and `run` (the lm-eval CLI with our models
+and tasks)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_args(args: argparse.Namespace) -> int:
     """Print the model_args of one of our lm-eval models as a markdown table (the README's table)."""
+    from .model_adapters.registry import MODELS
     from .params import markdown_table
-    from .spec import UnlockSpec
 
-    print(markdown_table({"unlock": UnlockSpec}[args.model]))
+    print(markdown_table(MODELS[args.model].spec_class()))
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """`cache list` / `cache prune`: the engine is unlock_eval.cache_admin; this only passes the flags on."""
+    from pathlib import Path
+
+    from . import cache_admin
+    from .cache import default_cache_dir
+
+    root = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    if args.cache_command == "list":
+        print(cache_admin.format_list(cache_admin.list_entries(root, args.kind), root))
+    else:
+        removed, skipped = cache_admin.prune(root, args.kind, args.older_than, args.all, args.dry_run)
+        print(cache_admin.format_prune(removed, skipped, args.dry_run))
     return 0
 
 
@@ -55,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="lm_eval with unlock-eval's models and tasks registered (takes lm_eval's flags)")
     args_cmd = sub.add_parser("args", help="list the model_args of one of our lm-eval models, with their defaults")
-    args_cmd.add_argument("model", nargs="?", default="unlock", choices=["unlock"])
+    from .model_adapters.registry import MODELS
+
+    args_cmd.add_argument("model", nargs="?", default="unlock", choices=list(MODELS))
     demo = sub.add_parser("demo", help="transfer a CoT key between the embedded models; per-layer diagnostics")
     demo.add_argument("--source", default="smollm2-135m-instruct")
     demo.add_argument("--target", default="gemma3-270m")
@@ -69,12 +88,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--cache-dir", default=None, help="artifact cache (default: UNLOCK_EVAL_CACHE_DIR or user cache)")
     demo.add_argument("--batch-size", type=int, default=8)
+    cache = sub.add_parser("cache", help="list or prune the artifact cache (models, states, keys, maps)")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True)
+    cache_list = cache_sub.add_parser("list", help="every cache entry: kind, size, last use, what it is")
+    prune = cache_sub.add_parser("prune", help="remove entries by kind and/or age (entries in use are skipped)")
+    for p in (cache_list, prune):
+        p.add_argument("--cache-dir", default=None, help="default: UNLOCK_EVAL_CACHE_DIR or the user cache")
+        p.add_argument("--kind", action="append", help="only this kind (repeatable), e.g. merged, converted, states")
+    prune.add_argument("--older-than", type=float, metavar="DAYS", help="only entries unused for DAYS days")
+    prune.add_argument("--all", action="store_true", help="every entry (with --kind/--older-than: all that match)")
+    prune.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from .errors import ConfigError
 
     try:
-        return cmd_args(args) if args.command == "args" else cmd_demo(args)
+        return {"args": cmd_args, "cache": cmd_cache}.get(args.command, cmd_demo)(args)
     except ConfigError as exc:  # a bad input (argument, data, model): one line; anything else is a bug and shows
         print(f"unlock-eval: error: {exc}", file=sys.stderr)
         return 2

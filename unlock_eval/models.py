@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .cache import atomic_directory, default_cache_dir, file_sha256, fingerprint
+from .cache import atomic_directory, default_cache_dir, file_sha256, fingerprint, mark_used
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ def _embedded_gguf_path(name: str, cache_dir: Path) -> Path:
     target = cache_dir / "gguf" / info.file
     with _dir_lock(target):  # concurrent starts (data-parallel ranks) must not write it at the same time
         if target.is_file() and file_sha256(target, cache_dir) == module.EXPECTED_SHA256:
+            mark_used(f"{target}.lock")  # not the file: its hash is memoised by its mtime
             return target  # already assembled and verified (the hash is memoised, so this is instant)
         tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
         try:
@@ -114,6 +115,7 @@ def _convert_gguf(gguf_path: Path, cache_dir: Path) -> tuple[Path, str]:
     digest = file_sha256(gguf_path, cache_dir)
     final = cache_dir / "converted" / f"{digest[:32]}-v{CONVERSION_VERSION}"
     if (final / "unlock_eval_source.json").is_file():
+        mark_used(final)
         return final, digest
 
     def fill(tmp: Path) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from . import align, masterkey, prompts
 from .errors import ConfigError
+from .merge import VOCAB_MODES, check_vocab
 from .params import as_float, as_index_list, as_int, as_raw_text, as_revision, param, parse_and_check
 from .steer import DEFAULT_ALPHA, DEFAULT_MODE, MODES, check_alpha, check_mode  # `steer` is also a function name
 
@@ -57,7 +58,9 @@ class TransferModels:
     source_revision: str | None = param(
         None, "hub revision of the source models (the target's is revision=)", as_revision
     )
-    cache_dir: str | None = param(None, "artifacts, converted models; default: UNLOCK_EVAL_CACHE_DIR or user cache")
+    cache_dir: str | None = param(
+        None, "artifacts, converted and merged models; default: UNLOCK_EVAL_CACHE_DIR or user cache"
+    )
 
     def __post_init__(self) -> None:
         self.source = self.source or self.target
@@ -143,3 +146,18 @@ class UnlockSpec(TransferModels):
             if spec == self.target
             else (self.source_layers_path, "source_layers_path")
         )
+
+
+@dataclass(kw_only=True)
+class WeightTransferSpec(TransferModels):
+    """Task arithmetic: θ_target + lam·(θ_source − θ_source_locked); three checkpoints of one architecture."""
+
+    source: str = param(help="the post-trained model whose weight delta is transferred (unlocked)")
+    source_locked: str = param(help="the model it was post-trained from (locked): the delta is source - this")
+    lam: float = param(1.0, "delta weight: target + lam * (source - source_locked), finite", as_float)
+    vocab: str = param(
+        VOCAB_MODES[0],
+        "exact (vocabulary row counts must match) or shared_prefix (merge the shared rows after checking the "
+        "tokenizers agree on them)",
+        check=check_vocab,
+    )

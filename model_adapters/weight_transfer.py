@@ -1,0 +1,61 @@
+"""`lm_eval --model weight_transfer`: HFLM on θ_target + lam·(θ_source − θ_source_locked), merged once and cached."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+from lm_eval.models.huggingface import HFLM
+
+from unlock_eval.merge import ROLES, merged_model, model_folder
+from unlock_eval.method import MethodRecord, peak_rss_mb
+from unlock_eval.spec import WeightTransferSpec
+
+from .arguments import parse_model_args
+from .recorded import RecordedRun, resolve_role
+
+logger = logging.getLogger("lm_eval.models.weight_transfer")
+
+
+class WeightTransferLM(RecordedRun, HFLM):
+    """Task arithmetic as an lm-eval model: the merged weights are an ordinary model folder in the cache, which
+    HFLM then loads like any `pretrained=` (no hooks, no extra forward passes)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        t0 = time.perf_counter()
+        spec, hf_kwargs = parse_model_args(WeightTransferSpec, "weight_transfer", kwargs)
+        self.transfer_config: WeightTransferSpec = spec
+        revisions = {
+            "target": hf_kwargs.pop("revision", None),
+            "source": spec.source_revision,
+            "source_locked": spec.source_revision,
+        }
+        specs = {role: getattr(spec, role) for role in ROLES}
+        resolved = {role: resolve_role(role, specs[role], revisions[role], spec.cache_dir) for role in ROLES}
+        identities = {role: resolved[role].identity for role in ROLES}
+        folder, cached = merged_model(
+            {role: model_folder(resolved[role]) for role in ROLES},
+            identities,
+            spec.lam,
+            labels=specs,
+            vocab=spec.vocab,
+            cache_dir=spec.cache_dir,
+            progress=True,
+        )
+        hf_kwargs.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
+        super().__init__(pretrained=str(folder), **hf_kwargs)
+        self.cache_table = f"weight_transfer_{folder.name}"
+        setup = time.perf_counter() - t0
+        self.run_record = MethodRecord(
+            method="weight_transfer",
+            models={role: {"spec": specs[role], "identity": identities[role]} for role in ROLES},
+            hyperparameters={"lam": spec.lam, "vocab": spec.vocab},
+            setup_seconds=round(setup, 3),
+            setup_peak_rss_mb=peak_rss_mb(),
+            extra_forward_passes_per_token=0,
+            details={"merged_model": str(folder), "merge_reused": cached},
+        )
+        state = "cached" if cached else "new"
+        logger.info("weight_transfer: ready in %.1f s (%s merged model %s)", setup, state, folder)
