@@ -19,9 +19,12 @@ def unlock_run_name(model_args: dict[str, Any]) -> str:
     return f"unlock_native_{_short(target)}" if source == target else f"unlock_{_short(source)}_to_{_short(target)}"
 
 
-def weight_transfer_run_name(model_args: dict[str, Any]) -> str:
-    target = str(model_args.get("target", "unknown"))
-    return f"weight_transfer_{_short(str(model_args.get('source', 'unknown')))}_to_{_short(target)}"
+def _transfer_run_name(method: str) -> Callable[[dict[str, Any]], str]:
+    def name(model_args: dict[str, Any]) -> str:
+        target = str(model_args.get("target", "unknown"))
+        return f"{method}_{_short(str(model_args.get('source', target)))}_to_{_short(target)}"
+
+    return name
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,13 @@ MODELS: dict[str, ModelEntry] = {
     "unlock": ModelEntry("unlock_eval.model_adapters.unlock:UnlockLM", unlock_run_name, "unlock_eval.spec:UnlockSpec"),
     "weight_transfer": ModelEntry(
         "unlock_eval.model_adapters.weight_transfer:WeightTransferLM",
-        weight_transfer_run_name,
+        _transfer_run_name("weight_transfer"),
         "unlock_eval.spec:WeightTransferSpec",
+    ),
+    "logit_transfer": ModelEntry(
+        "unlock_eval.model_adapters.logit_transfer:LogitTransferLM",
+        _transfer_run_name("logit_transfer"),
+        "unlock_eval.spec:LogitTransferSpec",
     ),
 }
 

@@ -1,5 +1,6 @@
 """Integration on the real embedded pair: SmolLM2-135M-Instruct (source) -> Gemma-3-270M (target), real GSM8K."""
 
+import json
 import os
 import subprocess
 import sys
@@ -117,8 +118,6 @@ def test_real_target_steering_changes_generation_and_keeps_batch_equivalence(tmp
 
 def test_lm_eval_cli_on_the_real_pair_second_run_skips_extraction(tmp_path):
     """The README's command, offline: cold run extracts, warm run performs no extraction pass."""
-    import json
-
     cache = cache_without_artifacts(tmp_path / "cache")
     passes = []
     for run in ("cold", "warm"):
@@ -179,3 +178,38 @@ def test_weight_transfer_refuses_the_cross_family_pair_in_one_line(tmp_path):
         "architectures (for models of different sizes or families use --model unlock)"
     )
     assert not (Path(cache) / "merged").exists()  # refused before anything was written
+
+
+def test_logit_transfer_on_the_embedded_target_and_its_cross_family_refusal(tmp_path):
+    """Gemma-3-270M in all three roles (prompt-induced: its unlocked vs locked template) runs offline; SmolLM2 as
+    the source is refused in one line (another tokenizer), the README's contrast with --model unlock."""
+    cache, out = cache_without_artifacts(tmp_path / "cache"), tmp_path / "out"
+    common = ["--tasks", "gsm8k_unlock", "--limit", "2", "--device", "cpu"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lm_eval", "--model", "logit_transfer", "--model_args",
+         f"target=gemma3-270m,cache_dir={cache}", *common, "--gen_kwargs", "max_gen_toks=16", "--output_path",
+         str(out)],
+        capture_output=True, text=True, timeout=900, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(next((out / "logit_transfer_gemma3-270m_to_gemma3-270m").glob("results_*.json")).read_text())
+    record = results["config"]["unlock_eval"]
+    assert record["method"] == "logit_transfer" and record["hyperparameters"]["regime"] == "prompt_induced"
+    assert record["details"]["source_forward_calls_per_token"] == 1  # one checkpoint: both templates in one batch
+    assert results["results"]["gsm8k_unlock"]["sample_len"] == 2
+    refused = subprocess.run(
+        [sys.executable, "-m", "lm_eval", "--model", "logit_transfer", "--model_args",
+         f"target=gemma3-270m,source=smollm2-135m-instruct,cache_dir={cache}", *common],
+        capture_output=True, text=True, timeout=900, env=env,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert (
+        refused.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "lm_eval: error: logit_transfer: the vocabularies of target (gemma3-270m) and source "
+            "(smollm2-135m-instruct) differ: the target has 262144 tokens, source 49152; logit arithmetic needs a "
+            "shared vocabulary"
+        )
+    )

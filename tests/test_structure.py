@@ -63,7 +63,7 @@ def test_light_modules_import_without_torch():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("model", ["unlock", "weight_transfer"])
+@pytest.mark.parametrize("model", ["unlock", "weight_transfer", "logit_transfer"])
 def test_readme_argument_table_is_the_declared_table(model):
     """The README shows `unlock-eval args MODEL` verbatim: help text and defaults come from the one declaration."""
     from unlock_eval.model_adapters.registry import MODELS
@@ -241,8 +241,9 @@ def test_file_hash_memo_lives_in_the_cache_dir_it_is_given(tmp_path):
 def test_results_folder_names_come_from_the_registry():
     from unlock_eval.model_adapters.registry import MODELS, run_name
 
-    assert set(MODELS) == {"unlock", "weight_transfer"}
+    assert set(MODELS) == {"unlock", "weight_transfer", "logit_transfer"}
     assert run_name("unlock", "target=/x/tgt,source=/y/src,alpha=0.1") == "unlock_src_to_tgt"
     assert run_name("weight_transfer", "target=/x/tgt,source=/y/src,lam=2") == "weight_transfer_src_to_tgt"
+    assert run_name("logit_transfer", "target=gemma3-270m") == "logit_transfer_gemma3-270m_to_gemma3-270m"
     assert run_name("unlock", {"target": "gemma3-270m"}) == "unlock_native_gemma3-270m"
     assert json.dumps(MODELS["unlock"].target) == '"unlock_eval.model_adapters.unlock:UnlockLM"'

@@ -75,6 +75,18 @@ def render(template: str, question: str) -> str:
     return template.replace("{question}", question)
 
 
+def recover_question(template: str, text: str) -> str | None:
+    """The question a rendered `template` was filled with (the text between its prefix and suffix), or None when
+    `text` is not the template filled with one question (another format, or the template repeated: few-shot)."""
+    prefix, suffix = template.split("{question}", 1)
+    if not (text.startswith(prefix) and text.endswith(suffix) and len(text) >= len(prefix) + len(suffix)):
+        return None
+    question = text[len(prefix) : len(text) - len(suffix)]
+    if (prefix.strip() and prefix.strip() in question) or (suffix.strip() and suffix.strip() in question):
+        return None
+    return question
+
+
 def check_template(name: str, template: str) -> str:
     if not isinstance(template, str) or "{question}" not in template:
         raise ConfigError(f"{name} must be a string containing the slot '{{question}}', got {template!r}")

@@ -82,12 +82,27 @@ class TransferModels:
 
 
 @dataclass(kw_only=True)
-class UnlockSpec(TransferModels):
-    """Everything that defines an Unlock run (extraction, alignment, steering); recorded verbatim in the results."""
+class PromptTemplates:
+    """The locked/unlocked prompt pair of a prompt-induced capability: a preset, or two explicit templates."""
 
     capability: str | None = param(None, TEMPLATE_PRESETS_HELP, check=prompts.check_capability)
     locked_template: str | None = param(None, "locked prompt with a {question} slot (overrides capability)", _template)
     unlocked_template: str | None = param(None, "unlocked prompt, {question} slot (overrides capability)", _template)
+
+    def fill_templates(self) -> None:
+        """Templates not given come from the preset; both must then hold the {question} slot."""
+        preset = prompts.CAPABILITIES.get(self.capability or "")
+        for name in ("locked_template", "unlocked_template"):
+            value = getattr(self, name) or getattr(preset, name, None)
+            if value is None:
+                raise ConfigError(f"{name} is required when the other template is given without a capability")
+            setattr(self, name, prompts.check_template(name, value))
+
+
+@dataclass(kw_only=True)
+class UnlockSpec(PromptTemplates, TransferModels):
+    """Everything that defines an Unlock run (extraction, alignment, steering); recorded verbatim in the results."""
+
     shared_template: str | None = param(None, SHARED_TEMPLATE_HELP, check=_check_shared_template)
     alpha: float = param(DEFAULT_ALPHA, "steering strength, finite", as_float, check_alpha)
     k: int = param(align.DEFAULT_K, "subspace rank, k <= n (k <= n - 1 with pca)", _positive_int)
@@ -122,12 +137,7 @@ class UnlockSpec(TransferModels):
             self.shared_template = self.shared_template or "locked"
             shared = getattr(prompts.CAPABILITIES[self.capability], f"{self.shared_template}_template")
             self.locked_template = self.unlocked_template = shared
-        preset = prompts.CAPABILITIES.get(self.capability or "")
-        for name in ("locked_template", "unlocked_template"):
-            value = getattr(self, name) or getattr(preset, name, None)
-            if value is None:
-                raise ConfigError(f"{name} is required when the other template is given without a capability")
-            setattr(self, name, prompts.check_template(name, value))
+        self.fill_templates()
         align.check_rank(self.k, self.n, center=self.aggregator == "pca")
         if self.source_layers_path and {self.source, self.source_locked} <= {self.target}:
             raise ConfigError(
@@ -161,3 +171,38 @@ class WeightTransferSpec(TransferModels):
         "tokenizers agree on them)",
         check=check_vocab,
     )
+
+
+@dataclass(kw_only=True)
+class LogitTransferSpec(PromptTemplates, TransferModels):
+    """Proxy-tuning: logits_target + lam·(logits_source − logits_source_locked) at every step. One source model
+    under the locked and unlocked templates (prompt-induced), or two checkpoints on the target's prompt."""
+
+    source: str | None = param(None, "model with the capability (unlocked); default: target")
+    source_locked: str | None = param(
+        None, "model without it; default: source (prompt-induced: the templates make the difference)"
+    )
+    lam: float = param(1.0, "logit weight: target + lam * (source - source_locked), finite", as_float)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        given = [n for n in ("capability", "locked_template", "unlocked_template") if getattr(self, n) is not None]
+        if self.model_induced:
+            if given:
+                raise ConfigError(
+                    f"{', '.join(given)}: templates apply to the prompt-induced regime (source_locked == source); "
+                    "with two checkpoints both see the target's own prompt"
+                )
+            return
+        if not given:
+            self.capability = prompts.DEFAULT_CAPABILITY
+        self.fill_templates()
+        if self.locked_template == self.unlocked_template:
+            raise ConfigError(
+                "locked_template and unlocked_template are equal and source_locked == source: the logit "
+                "difference would be zero (give different templates, or a different source_locked)"
+            )
+
+    @property
+    def regime(self) -> str:
+        return "model_induced" if self.model_induced else "prompt_induced"
