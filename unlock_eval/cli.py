@@ -66,11 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:
         return cmd_run(argv[1:])
+    if argv[:1] == ["report"]:  # its own parser and error line (unlock_eval.reports.cli)
+        from .reports.cli import main as report_main
+
+        return report_main(argv[1:])
     from .masterkey import AGGREGATORS, DEFAULT_AGGREGATOR
 
     parser = argparse.ArgumentParser(prog="unlock-eval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="lm_eval with unlock-eval's models and tasks registered (takes lm_eval's flags)")
+    sub.add_parser("report", help="comparison table (paired statistics), plots, HTML from lm-eval result folders")
     args_cmd = sub.add_parser("args", help="list the model_args of one of our lm-eval models, with their defaults")
     from .model_adapters.registry import MODELS
 

@@ -1,0 +1,90 @@
+"""Rendering a report Table as markdown, CSV, LaTeX or one self-contained HTML page (tables through tabulate)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from tabulate import tabulate
+
+from .runs import HYPER_KEYS
+from .stats import LEGEND, format_delta
+from .table import EXTRAS, Cell, Table
+
+FORMATS = ("md", "csv", "latex", "html")
+EXTRA_HEADERS = {"answer_found": "answer found", "setup_s": "set-up s", "extra_passes": "extra passes/token"}
+_BOLD = {"md": "**{}**", "latex": "\\textbf{{{}}}", "html": "<b>{}</b>"}
+
+
+_LATEX = {"\\": "\\textbackslash{}", "_": "\\_", "%": "\\%", "&": "\\&", "#": "\\#", "$": "\\$"}
+
+
+def _esc(text: str, fmt: str) -> str:
+    """LaTeX special characters escaped (task names hold underscores); other formats unchanged."""
+    if fmt != "latex":
+        return text
+    return "".join(_LATEX.get(ch, ch) for ch in text)
+
+
+def _number(cell: Cell, fmt: str, digits: int = 3) -> str:
+    if cell.value is None:
+        return ""
+    text = f"{cell.value:.{digits}f}" + (f" ± {cell.stderr:.{digits}f}" if cell.stderr is not None else "")
+    return _BOLD[fmt].format(text) if cell.best and fmt in _BOLD else text
+
+
+def grid(table: Table, fmt: str) -> tuple[list[str], list[list[str]]]:
+    """Headers and text rows: the run's identity, score and Δ per task column, then the extras."""
+    hyper = [k for k in HYPER_KEYS if k != "capability" and any(r.hyper.get(k) is not None for r in table.rows)]
+    headers = ["method", "source → target", *hyper]
+    for column in table.columns:
+        headers += [column, f"Δ {column}"]
+    headers += [f"gen len ({table.length_unit})", *(EXTRA_HEADERS[name] for name in EXTRAS[1:])]
+    rows = []
+    for i, run in enumerate(table.rows):
+        pair = run.target if run.source in (None, run.target) else f"{run.source} → {run.target}"
+        row = [run.method, pair, *("" if run.hyper.get(k) is None else str(run.hyper[k]) for k in hyper)]
+        for column in table.columns:
+            cell = table.cells.get((i, column), Cell(None))
+            row.append(_number(cell, fmt))
+            row.append("baseline" if table.baseline.get(i) == i else (format_delta(cell.delta) if cell.delta else ""))
+        row += [_number(table.extras[(i, name)], fmt, 1 if name in ("gen_len", "setup_s") else 3) for name in EXTRAS]
+        rows.append([value if value.startswith("\\textbf") else _esc(value, fmt) for value in row])
+    return [_esc(h, fmt) for h in headers], rows
+
+
+def footnotes(table: Table) -> list[str]:
+    bases = sorted({table.rows[j].label for j in table.baseline.values() if j is not None})
+    notes = [f"Δ: against {' / '.join(bases) if bases else 'no baseline (no plain run given)'}", LEGEND]
+    notes.append(f"gen len: mean generated length in {table.length_unit}; best value per column in bold")
+    return notes + table.notes
+
+
+def render(table: Table, fmt: str, figures=None, title: str = "unlock-eval report") -> str:
+    """The table in one of FORMATS; html embeds `figures` (reports.html.Figure) and the footnotes."""
+    if fmt == "csv":
+        records = table.records()
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        return buffer.getvalue()
+    headers, rows = grid(table, fmt)
+    if fmt == "md":
+        body = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+        return body + "\n\n" + "\n".join(f"- {note}" for note in footnotes(table)) + "\n"
+    if fmt == "latex":
+        return tabulate(rows, headers=headers, tablefmt="latex_raw", disable_numparse=True) + "\n"
+    from .html import render_page
+
+    escaped = [[_escape_keep_bold(value) for value in row] for row in rows]
+    table_html = tabulate(escaped, headers=headers, tablefmt="unsafehtml", disable_numparse=True)
+    return render_page(title, table_html, list(figures or []), footnotes(table))
+
+
+def _escape_keep_bold(value: str) -> str:
+    import html
+
+    bold = value.startswith("<b>") and value.endswith("</b>")
+    text = html.escape(value[3:-4] if bold else value)
+    return f"<b>{text}</b>" if bold else text

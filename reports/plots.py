@@ -1,0 +1,85 @@
+"""Report figures (matplotlib, headless): accuracy vs alpha and vs k per task, generated-length distributions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .table import Table, _generated_lengths, _tokenizer
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display on CI machines or servers
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def sweep_figures(table: Table, knob: str) -> list:
+    """One figure per task: score vs `knob` (alpha or k), one line per method and pair (the other settings fixed),
+    the 95% interval (±1.96 stderr) as a band, the plain target as a dashed line. Only lines with 2+ points."""
+    from .html import figure_from_matplotlib
+
+    figures = []
+    for column in table.columns:
+        lines: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+        plain = []
+        for i, run in enumerate(table.rows):
+            cell = table.cells.get((i, column))
+            if cell is None or cell.value is None:
+                continue
+            if run.method == "plain":
+                plain.append(cell.value)
+            if run.hyper.get(knob) is None:
+                continue
+            fixed = {k: v for k, v in run.hyper.items() if k != knob and v is not None}
+            pair = run.target if run.source in (None, run.target) else f"{run.source} → {run.target}"
+            label = f"{run.method} {pair} " + " ".join(f"{k}={v}" for k, v in fixed.items())
+            lines[label].append((float(run.hyper[knob]), cell.value, 1.96 * (cell.stderr or 0.0)))
+        lines = {label: sorted(points) for label, points in lines.items() if len({p[0] for p in points}) > 1}
+        if not lines:
+            continue
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        for label, points in lines.items():
+            xs, ys, half = zip(*points)
+            ax.plot(xs, ys, marker="o", label=label)
+            ax.fill_between(xs, [y - h for y, h in zip(ys, half)], [y + h for y, h in zip(ys, half)], alpha=0.2)
+        for value in plain[:1]:
+            ax.axhline(value, linestyle="--", color="grey", label="plain target")
+        ax.set_xlabel(knob)
+        ax.set_ylabel(table.rows[0].tasks.get(column).metric if column in table.rows[0].tasks else "score")
+        ax.set_title(f"{column}: score vs {knob}")
+        ax.legend(fontsize="small")
+        caption = f"{column}: score vs {knob}, one line per method and pair; bands: 95% interval (±1.96 stderr)"
+        figures.append(figure_from_matplotlib(fig, f"{column}_vs_{knob}", caption))
+    return figures
+
+
+def length_figure(table: Table):
+    """Box plots of the generated length per row, in the table's unit; None without logged samples."""
+    from .html import figure_from_matplotlib
+
+    use_tokens = table.length_unit == "target tokens"
+    data, labels = [], []
+    for run in table.rows:
+        lengths = _generated_lengths(run, _tokenizer(run.target) if use_tokens else None)
+        if lengths:
+            data.append(lengths)
+            labels.append(run.label if len(run.label) < 40 else run.label[:37] + "...")
+    if not data:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 0.6 * len(data) + 1.5))
+    ax.boxplot(data, vert=False, labels=labels)
+    ax.set_xlabel(f"generated length ({table.length_unit})")
+    ax.set_title("generated length per run")
+    fig.tight_layout()
+    return figure_from_matplotlib(fig, "generated_length", f"generated length per run ({table.length_unit})")
+
+
+def report_figures(table: Table) -> list:
+    figures = sweep_figures(table, "alpha") + sweep_figures(table, "k")
+    length = length_figure(table)
+    return figures + ([length] if length is not None else [])

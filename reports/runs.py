@@ -1,0 +1,157 @@
+"""Reading lm-eval output folders into runs: method identity, configuration, per-task scores and samples."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unlock_eval.errors import ConfigError
+from unlock_eval.method import RECORD_KEY, method_of
+
+logger = logging.getLogger("unlock_eval.reports")
+METRIC_PREFERENCE = ("acc", "exact_match", "acc_norm")  # the column's score: the first one a task reports
+HYPER_KEYS = ("alpha", "k", "n", "aggregator", "mode", "lam", "capability")
+
+
+@dataclass
+class TaskScores:
+    """One task of one run: its main metric (value, stderr), the other metrics, and the per-document samples."""
+
+    metric: str
+    value: float
+    stderr: float | None
+    metrics: dict[str, float]
+    samples: dict[tuple[str, int], dict[str, Any]] | None = None  # (task, doc_id) -> sample line
+    source_file: str = ""
+    date: float = 0.0
+
+
+@dataclass
+class Run:
+    """One row of the leaderboard: a method on a target, with its configuration and the tasks it was scored on."""
+
+    method: str
+    source: str | None
+    target: str
+    hyper: dict[str, Any]
+    record: dict[str, Any] | None
+    tasks: dict[str, TaskScores] = field(default_factory=dict)
+    date: float = 0.0
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return json.dumps([self.method, self.source, self.target, self.hyper], sort_keys=True, default=str)
+
+    @property
+    def label(self) -> str:
+        hyper = " ".join(f"{k}={v}" for k, v in self.hyper.items() if k != "capability" and v is not None)
+        pair = self.target if self.source in (None, self.target) else f"{self.source} → {self.target}"
+        return " ".join(part for part in (self.method, pair, hyper) if part)
+
+
+def result_files(paths: list[str | Path]) -> list[Path]:
+    """Every results_*.json under the given files and folders (an empty selection is an error)."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            found += sorted(path.rglob("results_*.json"))
+        else:
+            raise ConfigError(f"report: {raw}: no such file or folder")
+    if not found:
+        raise ConfigError(f"report: no lm-eval results_*.json under {', '.join(map(str, paths))}")
+    return found
+
+
+def _main_metric(results: dict[str, Any]) -> tuple[str, float, float | None, dict[str, float]] | None:
+    values = {k: v for k, v in results.items() if "," in k and isinstance(v, (int, float)) and "_stderr" not in k}
+    for wanted in METRIC_PREFERENCE:
+        for key, value in values.items():
+            if key.split(",")[0] == wanted:
+                stderr = results.get(key.replace(",", "_stderr,", 1))
+                metrics = {k.split(",")[0]: float(v) for k, v in values.items()}
+                return wanted, float(value), stderr if isinstance(stderr, (int, float)) else None, metrics
+    return None
+
+
+def _samples(folder: Path, tasks: list[str], stamp: str) -> dict[tuple[str, int], dict[str, Any]] | None:
+    """The logged samples of these tasks (a group: its subtasks), keyed by (task, doc_id); None if any is missing."""
+    found = {}
+    for task in tasks:
+        file = folder / f"samples_{task}_{stamp}.jsonl"
+        if not file.is_file():
+            return None
+        for line in file.read_text().splitlines():
+            if line.strip():
+                sample = json.loads(line)
+                found[(task, int(sample["doc_id"]))] = sample
+    return found
+
+
+def _identity(config: dict[str, Any]) -> tuple[str | None, str, dict[str, Any]]:
+    record = config.get(RECORD_KEY)
+    if isinstance(record, dict):
+        models = record.get("models", {})
+        hyper = record.get("hyperparameters", {})
+        return (
+            models.get("source", {}).get("spec"),
+            models.get("target", {}).get("spec", "?"),
+            {k: hyper[k] for k in HYPER_KEYS if k in hyper},
+        )
+    args = config.get("model_args") or {}
+    if isinstance(args, str):
+        args = dict(kv.split("=", 1) for kv in args.split(",") if "=" in kv)
+    return None, str(args.get("pretrained", config.get("model", "?"))), {}
+
+
+def load_runs(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
+    """Runs from result files (merged per configuration, latest wins) and the report's footnotes."""
+    runs: dict[str, Run] = {}
+    notes: list[str] = []
+    for file in result_files(paths):
+        try:
+            data = json.loads(file.read_text())
+            config, results = data["config"], data["results"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("report: skipping %s: not an lm-eval results file (%s)", file, exc)
+            continue
+        method = method_of(config)
+        if method is None:
+            model = config.get("model")
+            logger.warning("report: skipping %s: model %r is not one unlock-eval can classify", file, model)
+            continue
+        source, target, hyper = _identity(config)
+        stamp = file.stem.removeprefix("results_")
+        configs, subtasks = data.get("configs", {}), data.get("group_subtasks", {})
+        for task, task_results in {**data.get("groups", {}), **results}.items():
+            main = _main_metric(task_results)
+            if main is None:
+                continue
+            meta = (configs.get(task) or {}).get("metadata") or {}
+            prompted_of = (meta.get("unlock_prompt") or {}).get("prompted_of")
+            row_method, column = method, task
+            if prompted_of and method == "plain":  # a prompted twin: the `prompted` row, under its locked task
+                row_method, column = "prompted", prompted_of
+            run = Run(row_method, source, target, hyper, config.get(RECORD_KEY))
+            run = runs.setdefault(run.key, run)
+            date = float(data.get("date") or file.stat().st_mtime)
+            previous = run.tasks.get(column)
+            if previous is not None:
+                older, newer = (file, previous.source_file) if date < previous.date else (previous.source_file, file)
+                notes.append(f"{run.label}: {column} ran more than once; the latest ({newer}) wins over {older}")
+                if date < previous.date:
+                    continue
+            metric, value, stderr, metrics = main
+            samples = _samples(file.parent, subtasks.get(task) or [task], stamp)
+            run.tasks[column] = TaskScores(metric, value, stderr, metrics, samples, str(file), date)
+            run.date = max(run.date, date)
+            run.files.append(str(file))
+    if not runs:
+        raise ConfigError("report: none of the given files holds a run unlock-eval can read")
+    return list(runs.values()), notes

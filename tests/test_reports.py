@@ -1,0 +1,203 @@
+"""`unlock-eval report` on real lm-eval output folders (tiny models, --log_samples): rows, columns, values, stderr,
+paired Δ and its interval recomputed here from the samples files, in every format; a planted difference is
+significant and a zero difference is not."""
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unlock_eval.reports import report
+from unlock_eval.reports.formats import render
+from unlock_eval.reports.html import CSP
+from unlock_eval.reports.stats import paired_delta
+
+from adapter_fixtures import QUESTIONS, save_tiny, write_questions
+from test_report_html import SIZES_SCRIPT, chromium, run_chromium
+
+pytestmark = pytest.mark.slow  # five lm-eval runs on tiny models (about a minute)
+DOCS = [f"{q} {i}" for i in range(4) for q in QUESTIONS][:24]
+PLANTED = set(range(0, 24, 3))  # the plain target is made right on exactly these documents
+
+TASK = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "{prompt}"
+doc_to_target: "{{{{answer}}}}"
+generation_kwargs:
+  until: ["\\n"]
+  max_gen_toks: 3
+  do_sample: false
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+{extra}"""
+
+
+def lm_eval(*args, env=None):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lm_eval", *args, "--device", "cpu", "--log_samples"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def write_task(folder: Path, name: str, answers: list[str], prompt: str, extra: str = "") -> None:
+    data = folder / f"{name}.jsonl"
+    data.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in zip(DOCS, answers)))
+    (folder / f"{name}.yaml").write_text(TASK.format(name=name, data=data, prompt=prompt, extra=extra))
+
+
+def samples(folder: Path, task: str) -> dict[int, dict]:
+    file = next(folder.rglob(f"samples_{task}_*.jsonl"))
+    return {json.loads(line)["doc_id"]: json.loads(line) for line in file.read_text().splitlines()}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    model = save_tiny(root / "model", "llama", 2, 32, 7)
+    tasks, out = root / "tasks", root / "out"
+    tasks.mkdir()
+    prompt = "Question: {{question}}\\nAnswer:"
+    write_task(tasks, "tiny_probe", ["?"] * len(DOCS), prompt)
+    lm_eval("--model", "hf", "--model_args", f"pretrained={model}", "--tasks", "tiny_probe", "--include_path",
+            str(tasks), "--output_path", str(root / "probe"))  # fmt: skip
+    said = samples(root / "probe", "tiny_probe")
+    # plant: the gold answer is what the model says on PLANTED, something it never says elsewhere
+    answers = [said[i]["filtered_resps"][0] if i in PLANTED else "@@" for i in range(len(DOCS))]
+    write_task(tasks, "tiny_plant", answers, prompt)
+    twin = "  unlock_prompt:\n    capability: cot_qa\n    template: unlocked\n    prompted_of: tiny_plant\n"
+    write_task(tasks, "tiny_plant_cot", answers, prompt + " Let's think step by step.\\n", twin)
+    common = ["--include_path", str(tasks), "--output_path", str(out)]
+    lm_eval("--model", "hf", "--model_args", f"pretrained={model}", "--tasks", "tiny_plant,tiny_plant_cot", *common)
+    questions = write_questions(root / "questions.jsonl")
+    for alpha in (0.0, 40.0):  # alpha 0: steering changes nothing; alpha 40: the answers move
+        args = f"target={model},alpha={alpha},k=4,n=8,extract_from={questions},cache_dir={root / 'cache'}"
+        lm_eval("--model", "unlock", "--model_args", args, "--tasks", "tiny_plant", *common)
+    return {"root": root, "out": out, "model": model}
+
+
+def rows_by(table, method, alpha=None):
+    found = [i for i, run in enumerate(table.rows) if run.method == method and run.hyper.get("alpha") == alpha]
+    assert len(found) == 1, [run.label for run in table.rows]
+    return found[0]
+
+
+def scores(folder: Path, task: str, run_dir: str) -> dict[int, float]:
+    return {i: float(s["exact_match"]) for i, s in samples(folder / run_dir, task).items()}
+
+
+def test_rows_columns_values_stderr_and_paired_deltas(world):
+    out = world["out"]
+    table = report([out])
+    assert table.columns == ["tiny_plant"]  # the prompted twin sits under its locked task, by metadata
+    assert sorted(run.method for run in table.rows) == ["native_steering", "native_steering", "plain", "prompted"]
+    plain = rows_by(table, "plain")
+    hf_dir = next(p.name for p in out.iterdir() if "model" in p.name and not p.name.startswith("unlock"))
+    plain_scores = scores(out, "tiny_plant", hf_dir)
+    assert {i for i, v in plain_scores.items() if v == 1.0} == PLANTED  # the plant worked
+    cell = table.cells[(plain, "tiny_plant")]
+    n = len(plain_scores)
+    assert cell.value == pytest.approx(len(PLANTED) / n)
+    assert cell.stderr == pytest.approx(statistics.stdev(plain_scores.values()) / math.sqrt(n))
+    prompted = rows_by(table, "prompted")
+    twin_scores = scores(out, "tiny_plant_cot", hf_dir)
+    assert table.cells[(prompted, "tiny_plant")].value == pytest.approx(statistics.mean(twin_scores.values()))
+    steered_dir = "unlock_native_model"
+    for alpha, significant in ((40.0, True), (0.0, False)):
+        i = rows_by(table, "native_steering", alpha)
+        assert table.baseline[i] == plain
+        files = sorted((out / steered_dir).glob("results_*.json"))
+        run_file = next(f for f in files if json.loads(f.read_text())["config"]["unlock_eval"]["hyperparameters"]
+                        ["alpha"] == alpha)  # fmt: skip
+        stamp = run_file.stem.removeprefix("results_")
+        steered = {
+            json.loads(line)["doc_id"]: float(json.loads(line)["exact_match"])
+            for line in (out / steered_dir / f"samples_tiny_plant_{stamp}.jsonl").read_text().splitlines()
+        }
+        expected = paired_delta([steered[k] for k in sorted(steered)], [plain_scores[k] for k in sorted(steered)])
+        got = table.cells[(i, "tiny_plant")].delta
+        assert got.paired and (got.delta, got.low, got.high, got.p_value) == pytest.approx(
+            (expected.delta, expected.low, expected.high, expected.p_value)
+        )
+        assert got.significant is significant, (alpha, got)
+    zero = table.cells[(rows_by(table, "native_steering", 0.0), "tiny_plant")].delta
+    assert zero.delta == 0 and zero.low == zero.high == 0
+
+
+def test_every_format_carries_the_same_numbers(world):
+    table = report([world["out"]])
+    md = render(table, "md")
+    assert "| method" in md and "native_steering" in md and "prompted" in md and "Δ tiny_plant" in md
+    assert "* = the interval excludes 0" in md.replace("\n", " ")
+    planted = table.cells[(rows_by(table, "native_steering", 40.0), "tiny_plant")].delta
+    assert f"{planted.delta:+.3f}" in md and "*" in md
+    records = list(csv.DictReader(io.StringIO(render(table, "csv"))))
+    assert len(records) == 4
+    for i, record in enumerate(records):
+        assert float(record["tiny_plant"]) == pytest.approx(table.cells[(i, "tiny_plant")].value)
+    latex = render(table, "latex")
+    assert "tiny\\_plant" in latex and "\\begin{tabular}" in latex
+    page = render(table, "html", [])
+    assert "<table" in page and "native_steering" in page and "http://" not in page and "https://" not in page
+
+
+def test_cli_writes_html_with_plots_and_merges_reruns(world, tmp_path):
+    out = tmp_path / "results"
+    shutil.copytree(world["out"], out)
+    hf_dir = next(p for p in out.iterdir() if not p.name.startswith("unlock"))
+    original = next(hf_dir.glob("results_*.json"))
+    rerun = json.loads(original.read_text())
+    rerun["date"] = rerun["date"] + 60
+    rerun["results"]["tiny_plant"]["exact_match,none"] = 0.5  # a later run of the same configuration
+    (hf_dir / "results_2099-01-01T00-00-00.000000.json").write_text(json.dumps(rerun))
+    (hf_dir / "results_broken.json").write_text("{not json")
+    page = tmp_path / "report.html"
+    cli = [sys.executable, "-m", "unlock_eval.reports", str(out), "--out", str(page), "--plots", str(tmp_path / "p")]
+    proc = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "results_broken.json" in proc.stderr and proc.stderr.count("skipping") == 1  # one warning, named
+    text = page.read_text()
+    assert text.count("<img") >= 1 and "data:image/png;base64," in text
+    assert "ran more than once; the latest" in text and "0.500" in text
+    assert (tmp_path / "p" / "generated_length.png").stat().st_size > 1000
+    # the page itself, in a real headless browser: the table's rows render, every image has a natural size
+    exe = chromium()
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        text.replace(CSP, CSP + "; script-src 'unsafe-inline'").replace("</body>", SIZES_SCRIPT + "</body>")
+    )
+    dom = run_chromium(exe, tmp_path, "--dump-dom", probe.as_uri()).stdout
+    assert len(re.findall(r"<tr>", dom)) == 1 + 4 and "native_steering" in dom
+    sizes = re.search(r'<pre id="sizes">(.*?)</pre>', dom, re.S).group(1).split()
+    assert len(sizes) == text.count("<img") and all(min(map(int, s.split("x"))) > 0 for s in sizes)
+    shot = tmp_path / "report.png"
+    run_chromium(exe, tmp_path, f"--screenshot={shot}", "--window-size=1400,1800", page.as_uri())
+    assert shot.stat().st_size > 10_000
+    assert (tmp_path / "p" / "generated_length.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+    empty = subprocess.run([sys.executable, "-m", "unlock_eval.cli", "report", str(tmp_path / "p")],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert empty.returncode == 2 and "Traceback" not in empty.stderr
+    assert (
+        empty.stderr.strip() == f"unlock-eval report: error: report: no lm-eval results_*.json under {tmp_path / 'p'}"
+    )
