@@ -26,10 +26,13 @@ def _esc(text: str, fmt: str) -> str:
     return "".join(_LATEX.get(ch, ch) for ch in text)
 
 
-def _number(cell: Cell, fmt: str, digits: int = 3) -> str:
+def _number(cell: Cell, fmt: str, digits: int | None = 3) -> str:
     if cell.value is None:
         return ""
-    text = f"{cell.value:.{digits}f}" + (f" ± {cell.stderr:.{digits}f}" if cell.stderr is not None else "")
+    if digits is None:  # counts
+        text = f"{cell.value:g}"
+    else:
+        text = f"{cell.value:.{digits}f}" + (f" ± {cell.stderr:.{digits}f}" if cell.stderr is not None else "")
     return _BOLD[fmt].format(text) if cell.best and fmt in _BOLD else text
 
 
@@ -48,7 +51,8 @@ def grid(table: Table, fmt: str) -> tuple[list[str], list[list[str]]]:
             cell = table.cells.get((i, column), Cell(None))
             row.append(_number(cell, fmt))
             row.append("baseline" if table.baseline.get(i) == i else (format_delta(cell.delta) if cell.delta else ""))
-        row += [_number(table.extras[(i, name)], fmt, 1 if name in ("gen_len", "setup_s") else 3) for name in EXTRAS]
+        digits = {"gen_len": 1, "answer_found": 3, "setup_s": 1, "extra_passes": None}
+        row += [_number(table.extras[(i, name)], fmt, digits[name]) for name in EXTRAS]
         rows.append([value if value.startswith("\\textbf") else _esc(value, fmt) for value in row])
     return [_esc(h, fmt) for h in headers], rows
 

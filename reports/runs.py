@@ -80,8 +80,9 @@ def _main_metric(results: dict[str, Any]) -> tuple[str, float, float | None, dic
     return None
 
 
-def _samples(folder: Path, tasks: list[str], stamp: str) -> dict[tuple[str, int], dict[str, Any]] | None:
-    """The logged samples of these tasks (a group: its subtasks), keyed by (task, doc_id); None if any is missing."""
+def _samples(folder: Path, tasks: list[str], stamp: str, column: str) -> dict[tuple[str, int], dict[str, Any]] | None:
+    """The logged samples of these tasks (a group: its subtasks), keyed by (task, doc_id), a single task under its
+    column's name (a prompted twin pairs with its locked task's documents); None if any is missing."""
     found = {}
     for task in tasks:
         file = folder / f"samples_{task}_{stamp}.jsonl"
@@ -90,7 +91,7 @@ def _samples(folder: Path, tasks: list[str], stamp: str) -> dict[tuple[str, int]
         for line in file.read_text().splitlines():
             if line.strip():
                 sample = json.loads(line)
-                found[(task, int(sample["doc_id"]))] = sample
+                found[(column if tasks == [task] else task, int(sample["doc_id"]))] = sample
     return found
 
 
@@ -107,7 +108,19 @@ def _identity(config: dict[str, Any]) -> tuple[str | None, str, dict[str, Any]]:
     args = config.get("model_args") or {}
     if isinstance(args, str):
         args = dict(kv.split("=", 1) for kv in args.split(",") if "=" in kv)
-    return None, str(args.get("pretrained", config.get("model", "?"))), {}
+    return None, _model_name(str(args.get("pretrained", config.get("model", "?")))), {}
+
+
+def _model_name(pretrained: str) -> str:
+    """A converted GGUF folder of our cache reads as the model it came from (an embedded name, or the .gguf file),
+    so `--model hf` on it and `--model unlock target=gemma3-270m` name the same target."""
+    marker = Path(pretrained) / "unlock_eval_source.json"
+    if not marker.is_file():
+        return pretrained
+    from unlock_eval.models import EMBEDDED_MODELS
+
+    gguf = Path(json.loads(marker.read_text()).get("gguf_file", "")).name
+    return next((name for name, info in EMBEDDED_MODELS.items() if info.file == gguf), gguf or pretrained)
 
 
 def load_runs(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
@@ -148,7 +161,7 @@ def load_runs(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
                 if date < previous.date:
                     continue
             metric, value, stderr, metrics = main
-            samples = _samples(file.parent, subtasks.get(task) or [task], stamp)
+            samples = _samples(file.parent, subtasks.get(task) or [task], stamp, column)
             run.tasks[column] = TaskScores(metric, value, stderr, metrics, samples, str(file), date)
             run.date = max(run.date, date)
             run.files.append(str(file))

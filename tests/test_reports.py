@@ -19,7 +19,7 @@ import pytest
 from unlock_eval.reports import report
 from unlock_eval.reports.formats import render
 from unlock_eval.reports.html import CSP
-from unlock_eval.reports.stats import paired_delta
+from unlock_eval.reports.stats import format_delta, paired_delta
 
 from adapter_fixtures import QUESTIONS, save_tiny, write_questions
 from test_report_html import SIZES_SCRIPT, chromium, run_chromium
@@ -68,7 +68,8 @@ def write_task(folder: Path, name: str, answers: list[str], prompt: str, extra: 
 
 
 def samples(folder: Path, task: str) -> dict[int, dict]:
-    file = next(folder.rglob(f"samples_{task}_*.jsonl"))
+    own = re.compile(rf"samples_{task}_\d{{4}}-.*")  # not samples_{task}_cot_...
+    file = next(f for f in folder.rglob(f"samples_{task}_*.jsonl") if own.fullmatch(f.name))
     return {json.loads(line)["doc_id"]: json.loads(line) for line in file.read_text().splitlines()}
 
 
@@ -159,6 +160,8 @@ def test_every_format_carries_the_same_numbers(world):
     latex = render(table, "latex")
     assert "tiny\\_plant" in latex and "\\begin{tabular}" in latex
     page = render(table, "html", [])
+    for text in (md, latex, page):  # the same Δ cell, with its significance mark, in every format
+        assert format_delta(planted) in text and format_delta(planted).endswith("*")
     assert "<table" in page and "native_steering" in page and "http://" not in page and "https://" not in page
 
 
@@ -181,6 +184,7 @@ def test_cli_writes_html_with_plots_and_merges_reruns(world, tmp_path):
     assert text.count("<img") >= 1 and "data:image/png;base64," in text
     assert "ran more than once; the latest" in text and "0.500" in text
     assert (tmp_path / "p" / "generated_length.png").stat().st_size > 1000
+    assert (tmp_path / "p" / "tiny_plant_vs_alpha.png").stat().st_size > 1000  # the two native runs: one line
     # the page itself, in a real headless browser: the table's rows render, every image has a natural size
     exe = chromium()
     probe = tmp_path / "probe.html"
