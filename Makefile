@@ -36,7 +36,7 @@ browser:
 
 # -P: the checkout is not put first on sys.path, so the suite imports the installed wheel (tests/conftest.py)
 test: lint browser
-	UNLOCK_EVAL_DATA_DIR=$(DATA) $(PY) -P -m pytest -q -p no:cacheprovider tests
+	UNLOCK_EVAL_DATA_DIR=$(DATA) $(PY) -P -m pytest -q -p no:cacheprovider --durations=15 tests
 
 bench: install
 	UNLOCK_EVAL_DATA_DIR=$(DATA) $(PY) benchmarks/bench_engine.py

@@ -230,3 +230,45 @@ def test_cli_run_records_the_method_and_keeps_its_own_cache_table(world, tmp_pat
                 rows[name] = conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0]
     ours = [name for name in rows if name.startswith("logit_transfer_")]
     assert len(ours) == 1 and rows[ours[0]] > 0 and rows.get("unnamed", 0) == 0  # nothing in the plain table
+
+
+def test_vocabulary_prefix_is_accepted_and_anything_else_refused():
+    from unlock_eval.logit_mix import check_vocabularies
+
+    small, grown, other = char_tokenizer(), char_tokenizer(), char_tokenizer()
+    grown.add_tokens(["<extra0>", "<extra1>"])  # the source's vocabulary extends the target's
+    labels = {"target": "t", "source": "s", "source_locked": "l"}
+    check_vocabularies({"target": small, "source": grown, "source_locked": grown}, labels)
+    with pytest.raises(ConfigError, match=r"the target has \d+ tokens, source \d+; logit arithmetic needs"):
+        check_vocabularies({"target": grown, "source": small, "source_locked": small}, labels)
+    other.add_tokens(["<x>"])
+    with pytest.raises(ConfigError, match=r"token id \d+ is '<x>' in the target but '<extra0>' in source_locked"):
+        check_vocabularies({"target": other, "source": other, "source_locked": grown}, labels)
+
+
+def test_prefix_vocabulary_source_with_more_logit_rows_generates(world, tmp_path):
+    """A source with extra ids (a bigger embedding and tokenizer): only the target's columns are mixed."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(world["source"])
+    model.resize_token_embeddings(100, mean_resizing=False)
+    tok = char_tokenizer()
+    tok.add_tokens([f"<extra{i}>" for i in range(4)])
+    model.save_pretrained(tmp_path / "bigger")
+    tok.save_pretrained(tmp_path / "bigger")
+    lm = make_lm(world, source=str(tmp_path / "bigger"), source_locked=world["source_locked"])
+    assert lm.vocab == 96  # the columns all three emit
+    assert len(lm.generate_until(generation_requests())) == len(QUESTIONS)
+
+
+def test_loglikelihood_rolling_is_mixed_with_two_checkpoints(world):
+    from transformers import AutoModelForCausalLM
+
+    lm = make_lm(world, source_locked=world["source_locked"], lam=0.6)
+    text = "count to four, slowly please"
+    (got,) = lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, (text,), 0)])
+    load = lambda p: AutoModelForCausalLM.from_pretrained(p, dtype=torch.float32).eval()  # noqa: E731
+    target, source, locked = load(world["target"]), load(world["source"]), load(world["source_locked"])
+    ids = [lm.prefix_token_id] + char_tokenizer()(text)["input_ids"]
+    rows = (ids[:1], ids[:1], ids[:1], ids[1:])  # every token scored after the prefix token, as lm-eval does
+    assert got == pytest.approx(manual_loglikelihood(target, source, locked, rows, 0.6), abs=2e-3)

@@ -156,6 +156,7 @@ def test_each_reproduction_command_parses_and_runs_with_tiny_models(tmp_path):
         hub: save_tiny(tmp_path / hub.replace("/", "_"), *shape, seed) for seed, (hub, shape) in enumerate(TINY.items())
     }
     commands = _reproduction_commands()
+    runs = []
     for i, command in enumerate(commands):
         for hub in sorted(local, key=len, reverse=True):  # Qwen/Qwen3-14B-Base before Qwen/Qwen3-14B
             command = re.sub(rf"(?<==){re.escape(hub)}(?=[,\s])", local[hub], command)
@@ -175,8 +176,16 @@ def test_each_reproduction_command_parses_and_runs_with_tiny_models(tmp_path):
             "--output_path",
             str(tmp_path / f"out{i}"),
         ]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "UNLOCK_EVAL_CACHE_DIR": str(tmp_path / "cache")}
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
+        runs.append((i, command, argv))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "UNLOCK_EVAL_CACHE_DIR": str(tmp_path / "cache")}
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(item):  # two at a time: most of a run is its single-threaded start-up (the cache is lock-safe)
+        return subprocess.run(item[2], capture_output=True, text=True, timeout=600, env=env)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        procs = list(pool.map(run, runs))
+    for (i, command, _), proc in zip(runs, procs):
         assert proc.returncode == 0, (command, proc.stderr[-3000:])
         results = [json.loads(p.read_text()) for p in (tmp_path / f"out{i}").rglob("results_*.json")]
         assert len(results) == 1, command

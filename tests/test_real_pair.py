@@ -134,7 +134,7 @@ def test_lm_eval_cli_on_the_real_pair_second_run_skips_extraction(tmp_path):
                 "--tasks",
                 "gsm8k_unlock",
                 "--limit",
-                "8",
+                "4",
                 "--device",
                 "cpu",
                 "--batch_size",
@@ -153,7 +153,7 @@ def test_lm_eval_cli_on_the_real_pair_second_run_skips_extraction(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         folder = out / "unlock_smollm2-135m-instruct_to_gemma3-270m"
         results = json.loads(next(folder.glob("results_*.json")).read_text())
-        assert results["results"]["gsm8k_unlock"]["sample_len"] == 8
+        assert results["results"]["gsm8k_unlock"]["sample_len"] == 4
         record = results["config"]["unlock_eval"]
         assert record["method"] == "unlock" and record["hyperparameters"]["k"] == 8
         assert record["hyperparameters"]["n"] == 32
@@ -162,18 +162,18 @@ def test_lm_eval_cli_on_the_real_pair_second_run_skips_extraction(tmp_path):
 
 
 def test_weight_transfer_refuses_the_cross_family_pair_in_one_line(tmp_path):
-    """SmolLM2 -> Gemma-3 cannot be merged (the README's contrast: --model unlock runs this pair)."""
+    """SmolLM2 -> Gemma-3 cannot be merged (the README's contrast: --model unlock runs this pair). The one-line CLI
+    behaviour of this error is tested on tiny models (test_weight_transfer.py); here the real pair's message."""
+    from unlock_eval.model_adapters.weight_transfer import WeightTransferLM
+
     cache = cache_without_artifacts(tmp_path / "cache")
-    models = "target=gemma3-270m,source=smollm2-135m-instruct,source_locked=smollm2-135m-instruct"
-    model_args = f"{models},cache_dir={cache}"
-    proc = subprocess.run(
-        [sys.executable, "-m", "lm_eval", "--model", "weight_transfer", "--model_args", model_args, "--tasks",
-         "gsm8k_unlock", "--limit", "1", "--device", "cpu"],
-        capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == (
-        "lm_eval: error: weight_transfer: tensor model.embed_tokens.weight has shape [262144, 640] in target "
+    with pytest.raises(ConfigError) as err:
+        WeightTransferLM(
+            target="gemma3-270m", source="smollm2-135m-instruct", source_locked="smollm2-135m-instruct",
+            cache_dir=str(cache), device="cpu",
+        )  # fmt: skip
+    assert str(err.value) == (
+        "weight_transfer: tensor model.embed_tokens.weight has shape [262144, 640] in target "
         "(gemma3-270m) but [49152, 576] in source (smollm2-135m-instruct); weight-space transfer needs identical "
         "architectures (for models of different sizes or families use --model unlock)"
     )
@@ -188,7 +188,7 @@ def test_logit_transfer_on_the_embedded_target_and_its_cross_family_refusal(tmp_
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "lm_eval", "--model", "logit_transfer", "--model_args",
-         f"target=gemma3-270m,cache_dir={cache}", *common, "--gen_kwargs", "max_gen_toks=16", "--output_path",
+         f"target=gemma3-270m,cache_dir={cache}", *common, "--gen_kwargs", "max_gen_toks=4", "--output_path",
          str(out)],
         capture_output=True, text=True, timeout=900, env=env,
     )  # fmt: skip
@@ -198,18 +198,11 @@ def test_logit_transfer_on_the_embedded_target_and_its_cross_family_refusal(tmp_
     assert record["method"] == "logit_transfer" and record["hyperparameters"]["regime"] == "prompt_induced"
     assert record["details"]["source_forward_calls_per_token"] == 1  # one checkpoint: both templates in one batch
     assert results["results"]["gsm8k_unlock"]["sample_len"] == 2
-    refused = subprocess.run(
-        [sys.executable, "-m", "lm_eval", "--model", "logit_transfer", "--model_args",
-         f"target=gemma3-270m,source=smollm2-135m-instruct,cache_dir={cache}", *common],
-        capture_output=True, text=True, timeout=900, env=env,
-    )  # fmt: skip
-    assert refused.returncode != 0 and "Traceback" not in refused.stderr
-    assert (
-        refused.stderr.strip()
-        .splitlines()[-1]
-        .startswith(
-            "lm_eval: error: logit_transfer: the vocabularies of target (gemma3-270m) and source "
-            "(smollm2-135m-instruct) differ: the target has 262144 tokens, source 49152; logit arithmetic needs a "
-            "shared vocabulary"
-        )
+    from unlock_eval.model_adapters.logit_transfer import LogitTransferLM
+
+    with pytest.raises(ConfigError) as err:  # the CLI's one-line form is tested on tiny models
+        LogitTransferLM(target="gemma3-270m", source="smollm2-135m-instruct", cache_dir=str(cache), device="cpu")
+    assert str(err.value).startswith(
+        "logit_transfer: the vocabularies of target (gemma3-270m) and source (smollm2-135m-instruct) differ: the "
+        "target has 262144 tokens, source 49152; logit arithmetic needs a shared vocabulary"
     )

@@ -81,9 +81,12 @@ def world(tmp_path_factory):
     tasks.mkdir()
     prompt = "Question: {{question}}\\nAnswer:"
     write_task(tasks, "tiny_probe", ["?"] * len(DOCS), prompt)
-    lm_eval("--model", "hf", "--model_args", f"pretrained={model}", "--tasks", "tiny_probe", "--include_path",
-            str(tasks), "--output_path", str(root / "probe"))  # fmt: skip
-    said = samples(root / "probe", "tiny_probe")
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    probe = simple_evaluate(model="hf", model_args=f"pretrained={model}", tasks=["tiny_probe"], device="cpu",
+                            task_manager=TaskManager(include_path=str(tasks)), log_samples=True)  # fmt: skip
+    said = {s["doc_id"]: s for s in probe["samples"]["tiny_probe"]}
     # plant: the gold answer is what the model says on PLANTED, something it never says elsewhere
     answers = [said[i]["filtered_resps"][0] if i in PLANTED else "@@" for i in range(len(DOCS))]
     write_task(tasks, "tiny_plant", answers, prompt)

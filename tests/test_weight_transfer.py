@@ -148,20 +148,19 @@ def test_lm_eval_run_equals_hand_merged_hf_run_and_reuses_the_merge(trio, tmp_pa
     assert plain.returncode == 0, plain.stderr[-3000:]
     cache = tmp_path / "cache"
     args = f"target={trio['target']},source={trio['source']},source_locked={trio['source_locked']},lam=2"
-    for attempt in range(2):
-        out = tmp_path / f"wt{attempt}"
-        proc = lm_eval_cli("--model", "weight_transfer", "--model_args", f"{args},cache_dir={cache}", "--output_path",
-                           str(out), *common)  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        folder = out / "weight_transfer_source_to_target"  # named from source/target like unlock's
-        record = json.loads(next(folder.glob("results_*.json")).read_text())["config"]["unlock_eval"]
-        assert record["method"] == "weight_transfer" and record["schema_version"] == 1
-        assert record["hyperparameters"] == {"lam": 2.0, "vocab": "exact"}
-        assert set(record["models"]) == {"target", "source", "source_locked"}
-        assert record["models"]["source"]["identity"]["files"]  # content hashes, not just paths
-        assert record["extra_forward_passes_per_token"] == 0 and record["setup_peak_rss_mb"] > 0
-        assert record["details"]["merge_reused"] is (attempt == 1)
-        assert samples_of(folder) == samples_of(tmp_path / "hf")
+    out = tmp_path / "wt"
+    proc = lm_eval_cli("--model", "weight_transfer", "--model_args", f"{args},cache_dir={cache}", "--output_path",
+                       str(out), *common)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = out / "weight_transfer_source_to_target"  # named from source/target like unlock's
+    record = json.loads(next(folder.glob("results_*.json")).read_text())["config"]["unlock_eval"]
+    assert record["method"] == "weight_transfer" and record["schema_version"] == 1
+    assert record["hyperparameters"] == {"lam": 2.0, "vocab": "exact"}
+    assert set(record["models"]) == {"target", "source", "source_locked"}
+    assert record["models"]["source"]["identity"]["files"]  # content hashes, not just paths
+    assert record["extra_forward_passes_per_token"] == 0 and record["setup_peak_rss_mb"] > 0
+    assert record["details"]["merge_reused"] is False
+    assert samples_of(folder) == samples_of(tmp_path / "hf")
     entries = list_entries(cache)
     merged_entries = [e for e in entries if e.kind == "merged"]
     assert len(merged_entries) == 1 and merged_entries[0].size_bytes > 100_000
@@ -214,6 +213,9 @@ def test_lm_holds_the_merge_and_use_cache_table_is_per_configuration(trio, tmp_p
     lm = WeightTransferLM(**args, cache_dir=str(tmp_path), device="cpu")
     expected = by_hand(trio, 1.0)
     assert all(torch.equal(lm.model.state_dict()[name], expected[name]) for name in expected)  # HFLM got the merge
+    assert lm.run_record.details["merge_reused"] is False
+    again = WeightTransferLM(**args, cache_dir=str(tmp_path), device="cpu")
+    assert again.run_record.details["merge_reused"] is True  # the same three models and lam: the cached merge
     one = CachingLM(lm, db)
     two = CachingLM(WeightTransferLM(**args, lam=0.5, cache_dir=str(tmp_path), device="cpu"), db)
     assert one.dbdict.tablename.startswith("weight_transfer_") and one.dbdict.tablename != two.dbdict.tablename
