@@ -154,7 +154,7 @@ def build_table(rows: list[Run], notes: list[str] | None = None, baseline: str |
     for name in EXTRAS:
         if name != "gen_len":
             _mark_best(extras, [name], len(rows), higher=name not in LOWER_IS_BETTER)
-    unit = "target tokens" if use_tokens else "pieces (tokenizer-free)"
+    unit = "target tokens" if use_tokens else "pieces, tokenizer-free"
     return Table(rows, columns, cells, extras, base, unit, list(notes or []))
 
 
