@@ -12,8 +12,8 @@ from lm_eval.models.huggingface import HFLM
 
 from unlock_eval.cache import fingerprint
 from unlock_eval.errors import ConfigError
-from unlock_eval.logit_mix import ROLES, SourceStepper, check_vocabularies, logit_rows, mixed_logits
-from unlock_eval.method import MethodRecord, peak_rss_mb
+from unlock_eval.logit_mix import SourceStepper, check_vocabularies, logit_rows, mixed_logits
+from unlock_eval.method import ROLES, MethodRecord, peak_rss_mb
 from unlock_eval.models import load_model, load_tokenizer
 from unlock_eval.prompts import recover_question, render
 from unlock_eval.spec import LogitTransferSpec

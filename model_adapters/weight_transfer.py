@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from lm_eval.models.huggingface import HFLM
 
-from unlock_eval.merge import ROLES, merged_model, model_folder
-from unlock_eval.method import MethodRecord, peak_rss_mb
+from unlock_eval.merge import merged_model, model_folder
+from unlock_eval.method import ROLES, MethodRecord, peak_rss_mb
 from unlock_eval.spec import WeightTransferSpec
 
 from .arguments import parse_model_args

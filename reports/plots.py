@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .table import Table, _generated_lengths, _tokenizer
+from .table import Table
 
 
 def _pyplot():
@@ -61,10 +61,9 @@ def length_figure(table: Table):
     """Box plots of the generated length per row, in the table's unit; None without logged samples."""
     from .html import figure_from_matplotlib
 
-    use_tokens = table.length_unit == "target tokens"
     data, labels = [], []
-    for run in table.rows:
-        lengths = _generated_lengths(run, _tokenizer(run.target) if use_tokens else None)
+    for i, run in enumerate(table.rows):
+        lengths = table.lengths.get(i)  # measured once, when the table was built
         if lengths:
             data.append(lengths)
             labels.append(run.label if len(run.label) < 40 else run.label[:37] + "...")

@@ -36,6 +36,7 @@ class Table:
     baseline: dict[int, int | None]
     length_unit: str
     notes: list[str] = field(default_factory=list)
+    lengths: dict[int, list[float]] = field(default_factory=dict)  # row -> per-sample generated length, in the unit
 
     def records(self) -> list[dict[str, Any]]:
         """One flat dict per row (what csv writes; numbers unformatted)."""
@@ -142,8 +143,9 @@ def build_table(rows: list[Run], notes: list[str] | None = None, baseline: str |
     tokenizers = {run.target: _tokenizer(run.target) for run in rows}
     use_tokens = all(t is not None for t in tokenizers.values())
     extras: dict[tuple[int, str], Cell] = {}
+    all_lengths: dict[int, list[float]] = {}
     for i, run in enumerate(rows):
-        lengths = _generated_lengths(run, tokenizers[run.target] if use_tokens else None)
+        lengths = all_lengths[i] = _generated_lengths(run, tokenizers[run.target] if use_tokens else None)
         found = [t.metrics["answer_found"] for t in run.tasks.values() if "answer_found" in t.metrics]
         record = run.record or {}
         extras[(i, "gen_len")] = Cell(sum(lengths) / len(lengths) if lengths else None)
@@ -155,7 +157,7 @@ def build_table(rows: list[Run], notes: list[str] | None = None, baseline: str |
         if name != "gen_len":
             _mark_best(extras, [name], len(rows), higher=name not in LOWER_IS_BETTER)
     unit = "target tokens" if use_tokens else "pieces, tokenizer-free"
-    return Table(rows, columns, cells, extras, base, unit, list(notes or []))
+    return Table(rows, columns, cells, extras, base, unit, list(notes or []), all_lengths)
 
 
 def _mark_best(cells: dict[tuple[int, str], Cell], columns: list[str], n: int, higher: bool) -> None:

@@ -16,8 +16,6 @@ from torch import nn
 
 from .errors import ConfigError
 
-ROLES = ("target", "source", "source_locked")
-
 
 def logit_rows(model: nn.Module) -> int:
     """How many logits the model emits per position (its output embedding's rows)."""

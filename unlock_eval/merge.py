@@ -23,13 +23,13 @@ from safetensors.torch import save_file
 
 from .cache import atomic_directory, default_cache_dir, fingerprint, mark_used
 from .errors import ConfigError
+from .method import ROLES
 
 logger = logging.getLogger(__name__)
 
 MERGE_VERSION = 1  # bump when the merged layout or arithmetic changes, so old merges are not reused
 MARKER = "unlock_eval_merge.json"
 VOCAB_MODES = ("exact", "shared_prefix")
-ROLES = ("target", "source", "source_locked")
 _WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5"}
 _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 

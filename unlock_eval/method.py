@@ -9,6 +9,7 @@ from typing import Any
 
 RECORD_KEY = "unlock_eval"  # results["config"][RECORD_KEY], written by our models' get_model_info()
 SCHEMA_VERSION = 1
+ROLES = ("target", "source", "source_locked")  # the models of a transfer, as the record's `models` names them
 METHODS = {
     "plain": "the target alone (--model hf on a locked task)",
     "prompted": "the target alone on a prompted-twin task (metadata unlock_prompt.prompted_of)",
