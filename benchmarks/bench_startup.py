@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-ARTIFACT_KINDS = ("states", "masterkey", "subspacemap", "locks")
+ARTIFACT_KINDS = ("states", "bases", "masterkey", "subspacemap", "locks")
 
 
 def run(cache: Path, out: Path, args) -> tuple[float, dict]:

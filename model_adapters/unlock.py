@@ -192,6 +192,7 @@ class UnlockLM(RecordedRun, HFLM):
                 "steering_fingerprint": self.steering_fingerprint,
                 "artifacts": art.hashes,
                 "extraction_forward_passes": self.extraction_forward_passes,
+                "subspace_decompositions": art.decompositions,  # per-layer; 0 when cached bases covered this k
                 "models_loaded_for_extraction": list(art.models_loaded),
             },
         )

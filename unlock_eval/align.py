@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .bases import Bases
 from .cache import load_artifact, save_artifact
 from .errors import ConfigError
 from .masterkey import MasterKey
@@ -56,7 +57,7 @@ def check_layer_map(layer_map: str | Sequence[int]) -> None:
         )
 
 
-def _resolve_layer_map(layer_map, num_source: int, num_target: int) -> tuple[list[int], str]:
+def resolve_layer_map(layer_map, num_source: int, num_target: int) -> tuple[list[int], str]:
     if layer_map is None:
         layer_map = DEFAULT_LAYER_MAP
     check_layer_map(layer_map)
@@ -68,12 +69,6 @@ def _resolve_layer_map(layer_map, num_source: int, num_target: int) -> tuple[lis
             f"explicit layer_map must list {num_target} source layers in [0, {num_source - 1}], got {mapping}"
         )
     return mapping, "explicit"
-
-
-def _top_k_basis(states: torch.Tensor, k: int) -> torch.Tensor:
-    """Top-k right singular vectors of `[n, d]` states, as `[k, d]` (float64)."""
-    _, _, vh = torch.linalg.svd(states, full_matrices=False)
-    return vh[:k]
 
 
 @dataclass
@@ -108,11 +103,14 @@ class SubspaceMap:
         center: bool = False,
         layer_map: str | Sequence[int] | None = None,
         metadata: dict[str, Any] | None = None,
+        source_bases: Bases | None = None,
+        target_bases: Bases | None = None,
     ) -> SubspaceMap:
         """Fit the map on paired states of the same n prompts: source `[L_s, n, d_s]`, target `[L_t, n, d_t]`.
 
         Per target layer: `Vs`, `Vt` = top-k right singular vectors of H_s, H_t (centred first if `center`);
-        `M = pinv(H_s Vsᵀ) (H_t Vtᵀ)` (least squares).
+        `M = pinv(H_s Vsᵀ) (H_t Vtᵀ)` (least squares). `source_bases`/`target_bases`, decomposed once for a k >= this
+        one (`Bases.compute`), are sliced instead of decomposing again: a grid over k decomposes each layer once.
         """
         for name, t in (("source_states", source_states), ("target_states", target_states)):
             if not isinstance(t, torch.Tensor) or t.dim() != 3:
@@ -127,7 +125,13 @@ class SubspaceMap:
         check_rank(k, n, center)
         if k > min(d_s, d_t):
             raise ConfigError(f"k={k} exceeds the hidden size (source d={d_s}, target d={d_t})")
-        mapping, map_name = _resolve_layer_map(layer_map, L_s, L_t)
+        mapping, map_name = resolve_layer_map(layer_map, L_s, L_t)
+        for name, bases in (("source_bases", source_bases), ("target_bases", target_bases)):
+            layers = mapping if name == "source_bases" else range(L_t)
+            if bases is not None and not bases.covers(k, layers, center):
+                raise ConfigError(f"{name} (k={bases.k}, center={bases.center}) do not cover k={k}, center={center}")
+        source_bases = source_bases or Bases.compute(source_states, k, center, layers=mapping)
+        target_bases = target_bases or Bases.compute(target_states, k, center)
         Vs, M, Vt = [], [], []
         for t, s in enumerate(mapping):
             Hs = source_states[s].double()
@@ -135,7 +139,7 @@ class SubspaceMap:
             if center:
                 Hs = Hs - Hs.mean(0, keepdim=True)
                 Ht = Ht - Ht.mean(0, keepdim=True)
-            vs, vt = _top_k_basis(Hs, k), _top_k_basis(Ht, k)
+            vs, vt = source_bases.top(s, k), target_bases.top(t, k)
             Ps, Pt = Hs @ vs.T, Ht @ vt.T
             Vs.append(vs)
             Vt.append(vt)

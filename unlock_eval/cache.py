@@ -168,17 +168,20 @@ class ArtifactCache:
         kind: str,
         key: str,
         build: Callable[[], tuple[dict[str, torch.Tensor], dict[str, Any]]],
+        accept: Callable[[dict[str, torch.Tensor], dict[str, Any]], bool] | None = None,
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Load `<kind>/<key>` if present and intact, else build it under a lock and store it."""
+        """Load `<kind>/<key>` if present and intact, else build it under a lock and store it. With `accept`, a
+        stored artifact it rejects (one that holds too little, e.g. bases for a smaller k) is rebuilt and replaced.
+        """
         path = self.path(kind, key)
         found = self._try_load(path)
-        if found is not None:
+        if found is not None and (accept is None or accept(*found)):
             self.hits += 1
             mark_used(path)
             return found
         with self.lock(kind, key):
             found = self._try_load(path)  # another process may have built it while we waited
-            if found is not None:
+            if found is not None and (accept is None or accept(*found)):
                 self.hits += 1
                 mark_used(path)
                 return found

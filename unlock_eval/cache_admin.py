@@ -16,7 +16,7 @@ from .errors import ConfigError
 
 MODEL_KINDS = ("merged", "converted", "gguf")  # a directory or file per entry, locked by a sibling `<name>.lock`
 # other kinds (states, masterkey, subspacemap, ...): `<key>.safetensors`, locked by `locks/<kind>-<key>.lock`
-KINDS = (*MODEL_KINDS, "states", "masterkey", "subspacemap", "file-hashes")  # file-hashes: one entry in all
+KINDS = (*MODEL_KINDS, "states", "bases", "masterkey", "subspacemap", "file-hashes")  # file-hashes: one entry in all
 
 
 @dataclass
@@ -84,6 +84,11 @@ def _describe(kind: str, path: Path, roles: dict[str, str]) -> str:
         locked, unlocked = meta["locked"].get("model"), meta["unlocked"].get("model")
         pair = locked if locked == unlocked else f"{locked} -> {unlocked}"
         return f"{pair} locked->unlocked {meta.get('aggregator', '')} {n}"
+    if meta.get("artifact") == "Bases":
+        centred = " centred" if meta.get("center") else ""
+        return (
+            f"{meta.get('model_spec')} top-{meta.get('k')}{centred} bases of {len(meta.get('layers', []))} layers {n}"
+        )
     if "source" in meta:  # subspacemap
         return f"{meta['source'].get('model')} -> {meta['target'].get('model')} k={meta.get('k')} {n}"
     return f"{meta.get('artifact', kind)} {n}"

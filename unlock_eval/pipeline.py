@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from .align import SubspaceMap
+from .align import SubspaceMap, resolve_layer_map
+from .bases import Bases
 from .cache import ArtifactCache, fingerprint, tensors_checksum
 from .capture import capture_final_states
 from .masterkey import MasterKey
@@ -21,6 +22,7 @@ from .spec import UnlockSpec
 
 logger = logging.getLogger(__name__)
 CAPTURE_VERSION = 1
+BASES_VERSION = 1
 
 
 def prompts_hash(questions: Sequence[str]) -> str:
@@ -30,7 +32,8 @@ def prompts_hash(questions: Sequence[str]) -> str:
 class Extractor:
     """Captures states, MasterKeys and SubspaceMaps through an `ArtifactCache`, loading models only on a miss.
 
-    `forward_passes` counts extraction forward passes (0 on a warm start); `loaded` lists models loaded.
+    `forward_passes` counts extraction forward passes (0 on a warm start), `decompositions` the per-layer subspace
+    decompositions computed (0 when cached bases cover the k asked for); `loaded` lists models loaded.
     Models already in memory can be handed over in `preloaded` (spec -> (model, tokenizer)).
     """
 
@@ -54,7 +57,7 @@ class Extractor:
         self.layers_paths = layers_paths or {}  # spec -> (override, the argument name users pass it as)
         self.models: dict[str, tuple[Any, Any]] = dict(preloaded or {})
         self.loaded: list[str] = []
-        self.counter: dict[str, int] = {"forward_passes": 0}
+        self.counter: dict[str, int] = {"forward_passes": 0, "decompositions": 0}
         self._identities: dict[str, dict] = {}
 
     @classmethod
@@ -84,6 +87,10 @@ class Extractor:
     @property
     def forward_passes(self) -> int:
         return self.counter["forward_passes"]
+
+    @property
+    def decompositions(self) -> int:
+        return self.counter["decompositions"]
 
     def identity(self, spec: str) -> dict:
         if spec not in self._identities:
@@ -133,6 +140,32 @@ class Extractor:
 
         tensors, _ = self.cache.get_or_build("states", key, build)
         return tensors["states"], key
+
+    def bases(
+        self, spec: str, template: str, questions: Sequence[str], k: int, center: bool, layers: Sequence[int]
+    ) -> Bases:
+        """Top-k bases of these states' `layers`; cached beside the states, one artifact per (states, center).
+
+        A stored artifact for a k' >= k that covers the layers is sliced; otherwise the layers are decomposed again
+        for max(k, k') and the union of layers, and the artifact is replaced (so a grid run largest k first, like
+        `unlock-eval sweep` does, decomposes each layer once)."""
+        states, states_key = self.states(spec, template, questions)
+        parts = {"states": states_key, "center": bool(center), "bases_version": BASES_VERSION}
+        stored: list[Bases] = []
+
+        def accept(tensors, meta) -> bool:
+            stored[:] = [Bases.from_artifact(tensors, meta)]
+            return stored[0].covers(k, layers, center)
+
+        def build():
+            previous = stored[0] if stored else None
+            wanted_k = max(k, previous.k if previous else 0)
+            wanted_layers = set(layers) | set(previous.vectors if previous else ())
+            bases = Bases.compute(states, wanted_k, center, wanted_layers, counter=self.counter)
+            bases.metadata = {"model_spec": spec, "n": len(questions), **parts}
+            return bases.to_artifact()
+
+        return Bases.from_artifact(*self.cache.get_or_build("bases", fingerprint(parts), build, accept=accept))
 
     def masterkey(
         self,
@@ -196,7 +229,12 @@ class Extractor:
         key = fingerprint(meta)
 
         def build():
-            return SubspaceMap.fit(source, target, k=k, center=center, layer_map=layer_map, metadata=meta).to_artifact()
+            mapping, _ = resolve_layer_map(layer_map, source.shape[0], target.shape[0])
+            source_bases = self.bases(source_spec, template, questions, k, center, mapping)
+            target_bases = self.bases(target_spec, template, questions, k, center, range(target.shape[0]))
+            return SubspaceMap.fit(
+                source, target, k, center, layer_map, meta, source_bases=source_bases, target_bases=target_bases
+            ).to_artifact()
 
         return SubspaceMap.from_artifact(*self.cache.get_or_build("subspacemap", key, build)), key
 
@@ -212,6 +250,7 @@ class UnlockArtifacts:
     hashes: dict[str, str] = field(default_factory=dict)
     forward_passes: int = 0
     models_loaded: list[str] = field(default_factory=list)
+    decompositions: int = 0
 
 
 def build_unlock(extractor: Extractor, spec: UnlockSpec, questions: Sequence[str]) -> UnlockArtifacts:
@@ -242,4 +281,13 @@ def build_unlock(extractor: Extractor, spec: UnlockSpec, questions: Sequence[str
         target_key = smap.transfer(key)
         hashes["subspace_map"] = map_hash
     hashes["target_key_checksum"] = tensors_checksum({"v": target_key.vectors})[:24]
-    return UnlockArtifacts(target_key, key, smap, native, hashes, extractor.forward_passes, list(extractor.loaded))
+    return UnlockArtifacts(
+        target_key,
+        key,
+        smap,
+        native,
+        hashes,
+        extractor.forward_passes,
+        list(extractor.loaded),
+        extractor.decompositions,
+    )
