@@ -46,7 +46,8 @@ def grid(table: Table, fmt: str) -> tuple[list[str], list[list[str]]]:
     rows = []
     for i, run in enumerate(table.rows):
         pair = run.target if run.source in (None, run.target) else f"{run.source} → {run.target}"
-        row = [run.method, pair, *("" if run.hyper.get(k) is None else str(run.hyper[k]) for k in hyper)]
+        method = f"{run.method} ({table.marks[i]})" if i in table.marks else run.method
+        row = [method, pair, *("" if run.hyper.get(k) is None else str(run.hyper[k]) for k in hyper)]
         for column in table.columns:
             cell = table.cells.get((i, column), Cell(None))
             row.append(_number(cell, fmt))

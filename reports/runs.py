@@ -69,7 +69,7 @@ def result_files(paths: list[str | Path]) -> list[Path]:
     return found
 
 
-def _main_metric(results: dict[str, Any]) -> tuple[str, float, float | None, dict[str, float]] | None:
+def main_metric(results: dict[str, Any]) -> tuple[str, float, float | None, dict[str, float]] | None:
     values = {k: v for k, v in results.items() if "," in k and isinstance(v, (int, float)) and "_stderr" not in k}
     for wanted in METRIC_PREFERENCE:
         for key, value in values.items():
@@ -143,7 +143,7 @@ def load_runs(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
         stamp = file.stem.removeprefix("results_")
         configs, subtasks = data.get("configs", {}), data.get("group_subtasks", {})
         for task, task_results in {**data.get("groups", {}), **results}.items():
-            main = _main_metric(task_results)
+            main = main_metric(task_results)
             if main is None:
                 continue
             meta = (configs.get(task) or {}).get("metadata") or {}

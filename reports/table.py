@@ -37,12 +37,14 @@ class Table:
     length_unit: str
     notes: list[str] = field(default_factory=list)
     lengths: dict[int, list[float]] = field(default_factory=dict)  # row -> per-sample generated length, in the unit
+    marks: dict[int, str] = field(default_factory=dict)  # row -> a remark shown with its method, e.g. "chosen on dev"
 
     def records(self) -> list[dict[str, Any]]:
         """One flat dict per row (what csv writes; numbers unformatted)."""
         out = []
         for i, run in enumerate(self.rows):
             record: dict[str, Any] = {"method": run.method, "source": run.source, "target": run.target}
+            record["mark"] = self.marks.get(i)
             record.update({k: run.hyper.get(k) for k in HYPER_KEYS})
             for column in self.columns:
                 cell = self.cells.get((i, column), Cell(None))

@@ -37,29 +37,38 @@ from unlock_eval.prompts import CAPABILITIES, render
 # model arguments, version, ...), so these accept and ignore anything but their own keyword.
 
 
-def load_gsm8k(**_: Any):
-    return load_benchmark("gsm8k")
+def _selected(dataset, unlock_select: dict[str, Any] | None):
+    """The selection split a sweep asked for (dataset_kwargs unlock_select, see unlock_eval.splits), else as is."""
+    if not unlock_select:
+        return dataset
+    from unlock_eval.splits import select_documents
+
+    return select_documents(dataset, **unlock_select)
 
 
-def load_math(unlock_subject: str | None = None, **_: Any):
+def load_gsm8k(unlock_select: dict[str, Any] | None = None, **_: Any):
+    return _selected(load_benchmark("gsm8k"), unlock_select)
+
+
+def load_math(unlock_subject: str | None = None, unlock_select: dict[str, Any] | None = None, **_: Any):
     if unlock_subject is None:
         raise ConfigError(
             "load_math: set dataset_kwargs: {unlock_subject: <subject>} in the task YAML; "
             f"valid subjects: {', '.join(MATH_SUBJECTS)}"
         )
-    return load_benchmark("math", unlock_subject)
+    return _selected(load_benchmark("math", unlock_subject), unlock_select)
 
 
-def load_math500(**_: Any):
-    return load_benchmark("math500")
+def load_math500(unlock_select: dict[str, Any] | None = None, **_: Any):
+    return _selected(load_benchmark("math500"), unlock_select)
 
 
-def load_agieval_math(**_: Any):
-    return load_benchmark("agieval_math")
+def load_agieval_math(unlock_select: dict[str, Any] | None = None, **_: Any):
+    return _selected(load_benchmark("agieval_math"), unlock_select)
 
 
-def load_agieval_sat_math(**_: Any):
-    return load_benchmark("agieval_sat_math")
+def load_agieval_sat_math(unlock_select: dict[str, Any] | None = None, **_: Any):
+    return _selected(load_benchmark("agieval_sat_math"), unlock_select)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import torch
 from unlock_eval import MasterKey, SubspaceMap, relative_depth_layer_map
 from unlock_eval.bases import Bases, top_right_singular
 from unlock_eval.cache import ArtifactCache, load_artifact
+from unlock_eval.cache_admin import list_entries
 from unlock_eval.errors import ConfigError
 from unlock_eval.pipeline import Extractor
 
@@ -107,3 +108,5 @@ def test_pipeline_decomposes_each_layer_once_for_a_k_grid(tmp_path):
     assert ex2.decompositions == len(set(relative_depth_layer_map(4, 3))) + 3
     stored = [Bases.from_artifact(*load_artifact(p)) for p in (tmp_path / "bases").glob("*.safetensors")]
     assert sorted((b.metadata["model_spec"], b.k) for b in stored) == [("s", 9), ("t", 9)]  # replaced, not added
+    described = sorted(entry.description for entry in list_entries(tmp_path, ["bases"]))
+    assert described == ["s top-9 bases of 3 layers n=10", "t top-9 bases of 3 layers n=10"]

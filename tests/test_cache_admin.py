@@ -148,7 +148,7 @@ def test_entries_in_use_are_skipped(tmp_path):
 
 def test_bad_inputs_are_config_errors(tmp_path):
     make_cache(tmp_path)
-    with pytest.raises(ConfigError, match=r"unknown cache kind 'bogus'; allowed: converted, .*merged"):
+    with pytest.raises(ConfigError, match=r"unknown cache kind 'bogus'; allowed: bases, converted, .*merged"):
         list_entries(tmp_path, ["bogus"])
     with pytest.raises(ConfigError, match="unknown cache kind 'bogus'"):
         prune(tmp_path, kinds=["bogus"])

@@ -77,6 +77,11 @@ def _describe(kind: str, path: Path, roles: dict[str, str]) -> str:
     except Exception:  # noqa: BLE001 - a damaged entry is still listed (and prunable), just not described
         return "no readable marker or metadata"
     n = f"n={meta['n']}" if "n" in meta else ""
+    if meta.get("artifact") == "Bases":
+        centred = " centred" if meta.get("center") else ""
+        return (
+            f"{meta.get('model_spec')} top-{meta.get('k')}{centred} bases of {len(meta.get('layers', []))} layers {n}"
+        )
     if "model_spec" in meta:  # states
         role = roles.get(path.stem, "")
         return f"{meta['model_spec']} {role} {n} template {_short(repr(meta.get('template')), 32)}"
@@ -84,11 +89,6 @@ def _describe(kind: str, path: Path, roles: dict[str, str]) -> str:
         locked, unlocked = meta["locked"].get("model"), meta["unlocked"].get("model")
         pair = locked if locked == unlocked else f"{locked} -> {unlocked}"
         return f"{pair} locked->unlocked {meta.get('aggregator', '')} {n}"
-    if meta.get("artifact") == "Bases":
-        centred = " centred" if meta.get("center") else ""
-        return (
-            f"{meta.get('model_spec')} top-{meta.get('k')}{centred} bases of {len(meta.get('layers', []))} layers {n}"
-        )
     if "source" in meta:  # subspacemap
         return f"{meta['source'].get('model')} -> {meta['target'].get('model')} k={meta.get('k')} {n}"
     return f"{meta.get('artifact', kind)} {n}"

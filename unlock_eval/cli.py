@@ -1,5 +1,5 @@
-"""`unlock-eval` command line: the offline demo, `cache` housekeeping, and `run` (the lm-eval CLI with our models
-and tasks)."""
+"""`unlock-eval` command line: the offline demo, `cache` housekeeping, `run` (the lm-eval CLI with our models and
+tasks), `report` and `sweep` (both in unlock_eval.reports)."""
 
 from __future__ import annotations
 
@@ -70,12 +70,19 @@ def main(argv: list[str] | None = None) -> int:
         from .reports.cli import main as report_main
 
         return report_main(argv[1:])
+    if argv[:1] == ["sweep"]:  # its own parser; unknown flags go to every lm-eval run
+        from .reports.sweep import main as sweep_main
+
+        return sweep_main(argv[1:])
     from .masterkey import AGGREGATORS, DEFAULT_AGGREGATOR
 
     parser = argparse.ArgumentParser(prog="unlock-eval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="lm_eval with unlock-eval's models and tasks registered (takes lm_eval's flags)")
     sub.add_parser("report", help="comparison table (paired statistics), plots, HTML from lm-eval result folders")
+    sub.add_parser(
+        "sweep", help="a grid over alpha, k, n through lm-eval (resumable, --select-on dev), then the report"
+    )
     args_cmd = sub.add_parser("args", help="list the model_args of one of our lm-eval models, with their defaults")
     from .model_adapters.registry import MODELS
 

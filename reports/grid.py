@@ -1,0 +1,119 @@
+"""A sweep's grid: base `--model_args` plus alpha, k and n axes, validated up front, in the order that reuses most.
+
+Points run n by n (each n is one extraction), largest k first within an n (its subspace decomposition then serves
+every smaller k), alpha innermost (a new alpha reuses every artifact). Every point is validated with the `unlock`
+adapter's own argument table before anything runs, so a bad value stops the sweep at once with the adapter's
+one-line error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from unlock_eval.align import check_rank
+from unlock_eval.errors import ConfigError
+from unlock_eval.params import as_float, as_int
+
+AXES = ("alpha", "k", "n")
+
+
+@dataclass(frozen=True)
+class Point:
+    alpha: float
+    k: int
+    n: int
+
+    @property
+    def name(self) -> str:
+        """A folder name: n32_k4_alpha0.1."""
+        return f"n{self.n}_k{self.k}_alpha{self.alpha:g}"
+
+    def label(self) -> str:
+        return f"alpha={self.alpha:g} k={self.k} n={self.n}"
+
+
+@dataclass
+class Grid:
+    """The user's `--model_args` (`base`, without the swept keys), the swept axes and the points in run order."""
+
+    base: str
+    swept: tuple[str, ...]
+    points: list[Point]
+    spec: object  # UnlockSpec of the first point: the models, templates, extraction set shared by every point
+    hf_kwargs: dict
+    skipped: list[str] = field(default_factory=list)  # points whose k does not fit their n
+
+    def model_args(self, point: Point) -> str:
+        swept = ",".join(f"{axis}={getattr(point, axis):g}" for axis in self.swept)
+        return ",".join(part for part in (self.base, swept) if part)
+
+    @property
+    def largest_n(self) -> int:
+        return max(point.n for point in self.points)
+
+
+def parse_axis(flag: str, text: str | None, parse) -> list | None:
+    """`0.05,0.1` (or `;`/space separated) -> distinct values in the order given; None when not given."""
+    if text is None:
+        return None
+    values = [parse(flag, part) for part in re.split(r"[,;\s]+", text.strip()) if part]
+    if not values:
+        raise ConfigError(f"{flag}={text!r}: give one or more values, comma-separated")
+    return list(dict.fromkeys(values))
+
+
+def base_arguments(model_args: str) -> dict:
+    """`--model_args` as lm-eval parses it (the adapter sees exactly this)."""
+    from lm_eval.utils import simple_parse_args_string
+
+    try:
+        return simple_parse_args_string(model_args)
+    except Exception as exc:  # noqa: BLE001 - lm-eval's parser raises plain ValueErrors on bad syntax
+        raise ConfigError(f"--model_args {model_args!r}: {exc}") from None
+
+
+def build_grid(model_args: str, alphas: str | None, ks: str | None, ns: str | None) -> Grid:
+    """The grid of `--model_args` x `--alphas` x `--ks` x `--ns`, every point validated by the adapter's rules."""
+    from unlock_eval.model_adapters.arguments import parse_model_args
+    from unlock_eval.spec import UnlockSpec
+
+    base_text = model_args.strip().strip(",")
+    base = base_arguments(base_text)
+    axes = {
+        "alpha": parse_axis("--alphas", alphas, as_float),
+        "k": parse_axis("--ks", ks, lambda flag, v: as_int(flag, v, 1)),
+        "n": parse_axis("--ns", ns, lambda flag, v: as_int(flag, v, 1)),
+    }
+    for axis, values in axes.items():
+        if values is not None and axis in base:
+            raise ConfigError(f"{axis} is swept by --{axis}s: drop {axis}= from --model_args")
+    swept = tuple(axis for axis in AXES if axes[axis] is not None)
+    if not swept:
+        raise ConfigError("nothing to sweep: give --alphas, --ks and/or --ns (comma-separated values)")
+    defaults = UnlockSpec.__dataclass_fields__
+    values = {axis: axes[axis] or [base.get(axis, defaults[axis].default)] for axis in AXES}
+    points = [
+        Point(float(alpha), int(float(k)), int(float(n)))
+        for n in sorted(values["n"], key=float)
+        for k in sorted(values["k"], key=float, reverse=True)
+        for alpha in sorted(values["alpha"], key=float)
+    ]
+    grid = Grid(base_text, swept, [], None, {})
+    for point in points:  # every point checked by the adapter's own rules (k <= n, finite alpha, ...)
+        raw = base_arguments(grid.model_args(point))
+        try:
+            check_rank(point.k, point.n, center=raw.get("aggregator") == "pca")
+        except ConfigError as exc:  # k > n: a corner of a k x n grid, not a typo; said in the log and the report
+            grid.skipped.append(f"{point.label()} ({exc})")
+            continue
+        try:
+            spec, hf_kwargs = parse_model_args(UnlockSpec, "unlock", raw)
+        except ConfigError as exc:
+            raise ConfigError(f"grid point {point.label()}: {exc}") from None
+        grid.points.append(point)
+        if grid.spec is None:
+            grid.spec, grid.hf_kwargs = spec, hf_kwargs
+    if not grid.points:
+        raise ConfigError(f"no valid grid point: {'; '.join(grid.skipped)}")
+    return grid

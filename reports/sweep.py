@@ -1,0 +1,352 @@
+"""`unlock-eval sweep`: a grid of `--model unlock` runs through lm-eval, resumable, with honest selection, ending
+in the report.
+
+Each point is an ordinary lm-eval run (`--log_samples`) with its own results folder under `<output>/points/`, so
+`unlock-eval report` reads it like any other. The points run in this process, one after another, through lm-eval's
+own CLI code; the task index of lm-eval's built-in tasks is built once for the whole sweep. Extraction and
+alignment go through the artifact cache, so a grid costs one extraction per n and one subspace decomposition per
+n (largest k first). `<output>/sweep.json` records the settings and every finished point; a rerun skips those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from unlock_eval.errors import ConfigError
+
+from .grid import Grid, Point, build_grid
+from .selection import SelectionTasks, choose, write_selection_tasks
+
+MANIFEST = "sweep.json"
+MANIFEST_VERSION = 1
+OWN_FLAGS = ("--model", "--model_args", "--tasks", "--limit", "--output_path", "--log_samples")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="unlock-eval sweep",
+        description=__doc__,
+        allow_abbrev=False,
+        epilog="Any other flag (--gen_kwargs, --device, --batch_size, --seed, ...) is passed to every lm-eval run.",
+    )
+    p.add_argument("--model", default="unlock", choices=["unlock"], help="the model swept (default unlock)")
+    p.add_argument("--model_args", required=True, help="the unlock model_args shared by every point")
+    p.add_argument("--tasks", required=True, help="comma-separated lm-eval tasks")
+    p.add_argument("--alphas", help="alpha values, comma-separated (e.g. 0.05,0.1,0.2,0.5)")
+    p.add_argument("--ks", help="subspace ranks, comma-separated")
+    p.add_argument("--ns", help="numbers of extraction prompts, comma-separated")
+    p.add_argument("--limit", help="documents per task (lm-eval's --limit), for every run")
+    p.add_argument("--output_path", help="sweep folder (default: sweeps/<results name of the first point>)")
+    p.add_argument(
+        "--select-on", choices=["dev"], help="choose the point on a dev split, then evaluate only it on test"
+    )
+    p.add_argument("--dev-size", type=int, default=100, help="documents per dev slice (default 100)")
+    p.add_argument("--dev-seed", type=int, default=1234, help="seed of the dev slices (default 1234)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the plain target (--model hf), the Δ baseline")
+    return p
+
+
+# ------------------------------------------------------------------------------------------------ lm-eval, in process
+@contextmanager
+def shared_builtin_task_index():
+    """Index lm-eval's ~10k built-in task YAMLs once for the whole sweep (each run's TaskManager would re-read them:
+    several seconds per point); other task folders (ours, the selection twins) are indexed per run as usual."""
+    try:
+        from lm_eval.tasks import _index
+    except ImportError:  # another lm-eval layout: every run indexes on its own, only slower
+        yield
+        return
+    original = _index.TaskIndex.build
+    builtin = Path(_index.__file__).resolve().parent
+    memo: dict[bool, dict] = {}
+
+    def build(paths, *, resolve_includes=True):
+        index: dict = {}
+        for root in paths:
+            if Path(root).resolve() == builtin:
+                if resolve_includes not in memo:
+                    memo[resolve_includes] = original([root], resolve_includes=resolve_includes)
+                index.update(memo[resolve_includes])
+            else:
+                index.update(original([root], resolve_includes=resolve_includes))
+        return index
+
+    _index.TaskIndex.build = staticmethod(build)
+    try:
+        yield
+    finally:
+        _index.TaskIndex.build = staticmethod(original)
+
+
+def run_lm_eval(argv: list[str]) -> None:
+    """One lm-eval run in this process, exactly as `lm_eval ARGV` (its CLI parser and code path)."""
+    from lm_eval._cli import HarnessCLI
+
+    import _unlock_eval_startup
+
+    _unlock_eval_startup.install()
+    cli = HarnessCLI()
+    try:
+        args = cli._parser.parse_args(["run", *argv])
+    except SystemExit as exc:  # argparse already printed the reason
+        raise ConfigError(f"lm-eval rejected the arguments {' '.join(argv)}") from exc
+    try:
+        cli.execute(args)
+    finally:
+        gc.collect()  # the model of this point goes before the next one loads
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+
+# ------------------------------------------------------------------------------------------------ the manifest
+def _write_json(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+class Manifest:
+    """`<output>/sweep.json`: the sweep's settings, each finished run (folder, results file, scores) and the choice."""
+
+    def __init__(self, folder: Path, settings: dict[str, Any]):
+        self.path = folder / MANIFEST
+        data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        if data and data.get("settings") != settings:
+            old = data.get("settings", {})
+            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            raise ConfigError(
+                f"--output_path {folder} holds a sweep with other settings ({', '.join(changed)} differ); rerun with "
+                "the same settings to resume it (the grid axes may change), or choose another --output_path"
+            )
+        self.data = {**data, "version": MANIFEST_VERSION, "settings": settings, "runs": data.get("runs", {})}
+        folder.mkdir(parents=True, exist_ok=True)
+        self.save()
+
+    def done(self, run_id: str) -> dict | None:
+        """A finished run: its scores and results file (stored relative to the sweep folder, read back absolute)."""
+        run = self.data["runs"].get(run_id)
+        results = self.path.parent / run["results"] if run else None
+        return {**run, "results": str(results)} if results is not None and results.is_file() else None
+
+    def record(self, run_id: str, **fields) -> None:
+        self.data["runs"][run_id] = fields
+        self.save()
+
+    def save(self) -> None:
+        _write_json(self.path, self.data)
+
+
+# ------------------------------------------------------------------------------------------------ the sweep
+class Sweep:
+    def __init__(self, args: argparse.Namespace, passthrough: list[str]):
+        for flag in passthrough:
+            if flag.split("=", 1)[0] in OWN_FLAGS:
+                raise ConfigError(f"{flag}: give it once, as a sweep flag")
+        if args.select_on and any(f.split("=", 1)[0] == "--include_path" for f in passthrough):
+            raise ConfigError("--include_path: with --select-on dev the sweep passes its own (the dev-split twins)")
+        if args.dev_size < 1:
+            raise ConfigError(f"--dev-size={args.dev_size}: expected an integer >= 1")
+        self.args, self.passthrough = args, passthrough
+        self.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        self.grid: Grid = build_grid(args.model_args, args.alphas, args.ks, args.ns)
+        self.out = Path(args.output_path or Path("sweeps") / self._default_name()).expanduser()
+        settings = {
+            "model_args": self.grid.base,
+            "tasks": self.tasks,
+            "limit": args.limit,
+            "lm_eval_flags": passthrough,
+            "select_on": args.select_on,
+            "baseline": not args.no_baseline,
+        }
+        if args.select_on:
+            settings.update(dev_size=args.dev_size, dev_seed=args.dev_seed, dev_excludes_n=self.grid.largest_n)
+        self.manifest = Manifest(self.out, settings)
+
+    def _default_name(self) -> str:
+        from unlock_eval.model_adapters.registry import run_name
+
+        return run_name("unlock", {"source": self.grid.spec.source, "target": self.grid.spec.target})
+
+    def log(self, message: str) -> None:
+        print(f"sweep: {message}", file=sys.stderr, flush=True)
+
+    def _run(self, run_id: str, model: str, model_args: str, tasks: list[str], include: Path | None, label: str):
+        """One lm-eval run into `<output>/<run_id>`, skipped when the manifest says it finished."""
+        finished = self.manifest.done(run_id)
+        if finished is not None:
+            self.log(f"{label}: done before, skipped ({finished['results']})")
+            return finished
+        folder = self.out / run_id
+        shutil.rmtree(folder, ignore_errors=True)  # leftovers of an interrupted run of this point
+        argv = ["--model", model, "--model_args", model_args, "--tasks", ",".join(tasks)]
+        argv += ["--output_path", str(folder), "--log_samples"]
+        argv += ["--limit", str(self.args.limit)] if self.args.limit else []
+        argv += ["--include_path", str(include)] if include else []
+        self.log(f"{label}: lm_eval {' '.join(argv)} {' '.join(self.passthrough)}")
+        t0 = time.perf_counter()
+        run_lm_eval(argv + self.passthrough)
+        results = sorted(folder.rglob("results_*.json"))
+        if len(results) != 1:
+            raise ConfigError(f"{label}: expected one results file under {folder}, found {len(results)}")
+        scores, passes = _scores(results[0])
+        summary = ", ".join(f"{task} {metric} {value:.3f}" for task, (metric, value) in scores.items())
+        extraction = f"; {passes} extraction forward passes" if passes is not None else ""
+        self.log(f"{label}: {summary} ({time.perf_counter() - t0:.0f} s{extraction})")
+        relative = str(results[0].relative_to(self.out))
+        self.manifest.record(run_id, results=relative, scores={t: v for t, (_, v) in scores.items()})
+        return self.manifest.done(run_id)
+
+    def _points(self, phase: str, points: list[Point], tasks: list[str], include: Path | None) -> dict[str, dict]:
+        runs = {}
+        for i, point in enumerate(points, 1):
+            label = f"{phase}point {i}/{len(points)} ({point.label()})"
+            run_id = f"{phase}points/{point.name}"
+            runs[point.name] = self._run(run_id, "unlock", self.grid.model_args(point), tasks, include, label)
+        return runs
+
+    def _baseline(self, phase: str, tasks: list[str], include: Path | None) -> None:
+        if self.args.no_baseline:
+            return
+        from unlock_eval.model_adapters.recorded import resolve_role
+
+        spec, hf = self.grid.spec, self.grid.hf_kwargs
+        target = resolve_role("target", spec.target, hf.get("revision"), spec.cache_dir)
+        args = ",".join([f"pretrained={target.pretrained}", *(f"{k}={v}" for k, v in hf.items())])
+        self._run(f"{phase}baseline", "hf", args, tasks, include, f"{phase}baseline (plain target)")
+
+    def run(self) -> int:
+        from lm_eval.utils import setup_logging
+
+        setup_logging()
+        n_points = len(self.grid.points)
+        self.log(
+            f"{n_points} points ({', '.join(self.grid.swept)} swept) x tasks {', '.join(self.tasks)} -> {self.out}"
+        )
+        with shared_builtin_task_index():
+            self._check_tasks()
+            if self.args.select_on:
+                return self._select_then_test()
+            self._baseline("", self.tasks, None)
+            self._points("", self.grid.points, self.tasks, None)
+            note = (
+                "Selection: none. Every row was scored on the test documents, so the best row of this grid was chosen "
+                "on the test set and its score is optimistic (use --select-on dev for a held-out choice)."
+            )
+            self._write_report(self.out, [note], {})
+        return 0
+
+    def _check_tasks(self) -> None:
+        """Unknown task names stop the sweep before any run (lm-eval would stop the first run with a traceback)."""
+        from lm_eval.tasks import TaskManager
+
+        include = [f.split("=", 1)[-1] for f in self.passthrough if f.startswith("--include_path")]
+        if "--include_path" in self.passthrough:
+            include.append(self.passthrough[self.passthrough.index("--include_path") + 1])
+        self.task_index = TaskManager(include_path=[p for p in include if p != "--include_path"] or None).task_index
+        unknown = [task for task in self.tasks if task not in self.task_index]
+        if unknown:
+            raise ConfigError(f"--tasks: unknown task(s) {', '.join(unknown)} (`lm_eval ls tasks` lists them)")
+
+    def _select_then_test(self) -> int:
+        spec = self.grid.spec
+        twins: SelectionTasks = write_selection_tasks(
+            self.tasks,
+            self.out / "tasks",
+            self.args.dev_size,
+            self.args.dev_seed,
+            spec.extract_from,
+            self.grid.largest_n,
+            self.task_index,
+        )
+        self._baseline("dev/", twins.dev, twins.folder)
+        runs = self._points("dev/", self.grid.points, twins.dev, twins.folder)
+        chosen_name, ties = choose({name: run["scores"] for name, run in runs.items()})
+        chosen = next(p for p in self.grid.points if p.name == chosen_name)
+        self.manifest.data["chosen"] = {
+            "point": chosen.label(),
+            "name": chosen.name,
+            "split": "dev",
+            "dev_tasks": twins.descriptions,
+        }
+        self.manifest.save()
+        self.log(f"chosen on dev: {chosen.label()}; evaluating it on {', '.join(twins.report)}")
+        dev_note = f"Selection grid on dev ({'; '.join(twins.descriptions)}): not the reported evaluation."
+        self._write_report(self.out / "dev", [dev_note], {chosen.label(): "chosen on dev"})
+        self._baseline("", twins.report, twins.folder)
+        self._points("", [chosen], twins.report, twins.folder)
+        tie = f" (tied with {ties - 1} other points on dev: the first in run order)" if ties > 1 else ""
+        note = (
+            f"Selection: {chosen.label()} was chosen on dev ({'; '.join(twins.descriptions)}) among "
+            f"{len(self.grid.points)} grid points{tie}, then evaluated once on the documents reported here."
+        )
+        self._write_report(self.out, [note], {chosen.label(): "chosen on dev"})
+        return 0
+
+    def _write_report(self, folder: Path, notes: list[str], marks: dict[str, str]) -> None:
+        from . import report
+        from .formats import render
+        from .html import write_page
+        from .plots import report_figures
+
+        runs = [folder / "baseline", folder / "points"]
+        table = report([path for path in runs if path.is_dir()])
+        table.notes += notes
+        for i, run in enumerate(table.rows):
+            label = _point_label(run.hyper)
+            if label in marks:
+                table.marks[i] = marks[label]
+        write_page(folder / "report.md", render(table, "md"))
+        write_page(folder / "report.html", render(table, "html", report_figures(table), title="unlock-eval sweep"))
+        print(render(table, "md"))
+        self.log(f"report: {folder / 'report.md'} and {folder / 'report.html'}")
+
+
+def _point_label(hyper: dict) -> str | None:
+    try:
+        return Point(float(hyper["alpha"]), int(hyper["k"]), int(hyper["n"])).label()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _scores(results_file: Path) -> tuple[dict[str, tuple[str, float]], int | None]:
+    """Per task its main metric (as the report picks it), and the run's extraction forward passes (unlock runs)."""
+    from unlock_eval.method import RECORD_KEY
+
+    from .runs import main_metric
+
+    data = json.loads(results_file.read_text())
+    scores = {}
+    for task, values in data["results"].items():
+        main = main_metric(values)
+        if main is not None:
+            scores[task] = (main[0], main[1])
+    record = data.get("config", {}).get(RECORD_KEY) or {}
+    return scores, (record.get("details") or {}).get("extraction_forward_passes")
+
+
+def main(argv: list[str]) -> int:
+    args, passthrough = parser().parse_known_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        return Sweep(args, passthrough).run()
+    except ConfigError as exc:
+        print(f"unlock-eval sweep: error: {exc}", file=sys.stderr)
+        return 2

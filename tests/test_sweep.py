@@ -1,0 +1,195 @@
+"""`unlock-eval sweep`: the grid, one extraction and one decomposition per layer, resuming a killed sweep, and
+`--select-on dev` never touching the reported test documents (checked through the documents each run logged)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import pytest
+
+from unlock_eval.data import load_benchmark
+from unlock_eval.errors import ConfigError
+from unlock_eval.prompts import load_questions
+from unlock_eval.reports.grid import Point, build_grid
+from unlock_eval.reports.sweep import main as sweep_main
+from unlock_eval.splits import select_documents
+
+from adapter_fixtures import save_tiny, write_questions
+from conftest import requires_data
+
+# ------------------------------------------------------------------------------------------------ fast: grid, splits
+
+
+def test_grid_order_reuses_extraction_and_decomposition(tmp_path):
+    base = f"source=a,target=b,extract_from={write_questions(tmp_path / 'q.jsonl')}"
+    grid = build_grid(base, "0.5,0.1", "2,8", "8,4")
+    # n ascending (one extraction each), largest k first (its decomposition serves smaller k), alpha innermost
+    assert grid.points[:4] == [Point(0.1, 2, 4), Point(0.5, 2, 4), Point(0.1, 8, 8), Point(0.5, 8, 8)]
+    assert len(grid.points) == 6 and grid.largest_n == 8  # k=8 > n=4 is left out, and said
+    assert [s.split(" (")[0] for s in grid.skipped] == ["alpha=0.1 k=8 n=4", "alpha=0.5 k=8 n=4"]
+    assert grid.model_args(grid.points[0]) == f"{base},alpha=0.1,k=2,n=4"
+    assert build_grid(base + ",k=4", "0.1", None, None).model_args(Point(0.1, 4, 64)) == f"{base},k=4,alpha=0.1"
+
+
+@pytest.mark.parametrize(
+    "model_args, axes, message",
+    [
+        ("source=a,target=b,alpha=0.1", ("0.2", None, None), "alpha is swept by --alphas: drop alpha="),
+        ("source=a,target=b", (None, None, None), "nothing to sweep"),
+        ("source=a,target=b,n=8", (None, "16,32", None), "no valid grid point: alpha=0.1 k=32 n=8 (k=32 exceeds"),
+        ("source=a,target=b,layers=x", ("0.1", None, None), "grid point alpha=0.1 k=16 n=64: layers='x'"),
+        ("source=a,target=b", ("0.1,nan", None, None), "--alphas='nan': expected a finite number"),
+        ("source=a,target=b,alpah=1", ("0.1", None, None), "unknown model_args for --model unlock: alpah"),
+    ],
+)
+def test_grid_errors_name_the_argument(model_args, axes, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        build_grid(model_args, *axes)
+
+
+def _rows(n):
+    return [{"question": f"q{i}", "answer": str(i)} for i in range(n)]
+
+
+def test_dev_slice_is_seeded_disjoint_and_leaves_test_alone(tmp_path):
+    data = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(_rows(30)), "test": datasets.Dataset.from_list(_rows(12))}
+    )
+    extraction = tmp_path / "ex.jsonl"
+    extraction.write_text("".join(json.dumps({"question": f"q{i}"}) + "\n" for i in range(20)))
+    dev = select_documents(data, "dev", "train", 5, 7, str(extraction), 8)  # the last 8 rows: q12..q19 excluded
+    picked = [row["question"] for row in dev["dev"]]
+    assert len(picked) == 5 and not {f"q{i}" for i in range(12, 20)} & set(picked)
+    assert picked == [
+        row["question"] for row in select_documents(data, "dev", "train", 5, 7, str(extraction), 8)["dev"]
+    ]
+    assert picked != select_documents(data, "dev", "train", 5, 8, str(extraction), 8)["dev"]["question"]  # seeded
+    # 30 rows, 20 extraction prompts (q0..q19 = the last 20 of the file): only q20..q29 are eligible
+    squeezed = select_documents(data, "dev", "train", 15, 7, str(extraction), 20)["dev"]["question"]
+    assert sorted(squeezed) == sorted(f"q{i}" for i in range(20, 30))
+    assert dev["test"]["question"] == data["test"]["question"]
+    from_test = select_documents(data, "dev", "test", 4, 7)["dev"]["question"]
+    heldout = select_documents(data, "heldout", "test", 4, 7)["test"]["question"]
+    assert len(from_test) == 4 and len(heldout) == 8
+    assert sorted(list(from_test) + list(heldout)) == sorted(data["test"]["question"])
+    with pytest.raises(ConfigError, match="heldout applies to a dev slice taken from test"):
+        select_documents(data, "heldout", "train", 4, 7)
+
+
+# ------------------------------------------------------------------------------------------------ sweeps on tiny models
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    return {
+        "src": save_tiny(root / "src", "llama", 4, 32, 1),
+        "tgt": save_tiny(root / "tgt", "gpt2", 3, 48, 2),
+        "questions": write_questions(root / "questions.jsonl"),
+        "root": root,
+    }
+
+
+def sweep_argv(tiny, out, cache, *extra):
+    model_args = f"source={tiny['src']},target={tiny['tgt']},extract_from={tiny['questions']},cache_dir={cache},n=8"
+    return ["--model_args", model_args, "--alphas", "0.1,0.5", "--ks", "2,4", "--tasks", "gsm8k_unlock", "--limit", "3",
+            "--gen_kwargs", "max_gen_toks=6", "--device", "cpu", "--output_path", str(out), *extra]  # fmt: skip
+
+
+def records(out: Path) -> dict[str, dict]:
+    found = {}
+    for file in (out / "points").rglob("results_*.json"):
+        found[file.relative_to(out / "points").parts[0]] = json.loads(file.read_text())["config"]["unlock_eval"]
+    return found
+
+
+@pytest.mark.slow
+@requires_data
+def test_killed_sweep_resumes_with_one_extraction_and_one_decomposition_per_layer(tiny, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "unlock_eval.cli", "sweep", *sweep_argv(tiny, out, cache)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    manifest = out / "sweep.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:  # kill it once the baseline and one point are done
+        if manifest.is_file() and len(json.loads(manifest.read_text())["runs"]) >= 2:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, proc.stderr.read()[-3000:]
+    before = json.loads(manifest.read_text())["runs"]
+    assert "points/n8_k4_alpha0.1" in before and len(before) < 5
+    first = {run_id: (out / run["results"]).stat().st_mtime_ns for run_id, run in before.items()}
+
+    assert sweep_main(sweep_argv(tiny, out, cache)) == 0
+    after = json.loads(manifest.read_text())["runs"]
+    assert len(after) == 5  # baseline + 4 points
+    for run_id, mtime in first.items():  # finished before the kill: not run again
+        assert after[run_id]["results"] == before[run_id]["results"]
+        assert (out / after[run_id]["results"]).stat().st_mtime_ns == mtime
+    assert len(list((out / "points").rglob("results_*.json"))) == 4  # the interrupted point left nothing behind
+
+    recs = records(out)
+    assert sorted(recs) == ["n8_k2_alpha0.1", "n8_k2_alpha0.5", "n8_k4_alpha0.1", "n8_k4_alpha0.5"]
+    passes = {name: r["details"]["extraction_forward_passes"] for name, r in recs.items()}
+    decompositions = {name: r["details"]["subspace_decompositions"] for name, r in recs.items()}
+    # one extraction: the first point (largest k) captured the states, every other point read them
+    assert passes["n8_k4_alpha0.1"] > 0 and sum(passes.values()) == passes["n8_k4_alpha0.1"]
+    # one decomposition per layer: the target's 3 layers and the 3 source layers the map uses, all at k=4
+    assert decompositions == {"n8_k4_alpha0.1": 6, "n8_k4_alpha0.5": 0, "n8_k2_alpha0.1": 0, "n8_k2_alpha0.5": 0}
+    assert {(r["hyperparameters"]["alpha"], r["hyperparameters"]["k"]) for r in recs.values()} == {
+        (0.1, 2), (0.5, 2), (0.1, 4), (0.5, 4)
+    }  # fmt: skip
+
+    report = (out / "report.md").read_text()
+    assert report.count("| unlock ") == 4 and "| plain " in report and "chosen on the test set" in report
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+
+    assert sweep_main(sweep_argv(tiny, out, cache)) == 0  # everything done: nothing reruns
+    assert json.loads(manifest.read_text())["runs"] == after
+    assert sweep_main([*sweep_argv(tiny, out, cache), "--no-baseline"]) == 2  # other settings: refused, not mixed
+
+
+@pytest.mark.slow
+@requires_data
+def test_select_on_dev_never_reads_reported_documents(tiny, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    argv = sweep_argv(tiny, out, cache, "--select-on", "dev", "--dev-size", "4", "--no-baseline")
+    argv[argv.index("--tasks") + 1] = "gsm8k_unlock,math500_unlock"
+    argv[argv.index("--model_args") + 1] = f"source={tiny['src']},target={tiny['tgt']},cache_dir={cache},n=16"
+    argv[argv.index("--ks") + 1] = "4"
+    assert sweep_main(argv) == 0
+
+    def logged(folder: Path, task: str) -> set[str]:
+        docs = set()
+        for file in folder.rglob(f"samples_{task}_2*.jsonl"):
+            docs |= {json.loads(line)["doc"]["question"] for line in file.read_text().splitlines()}
+        return docs
+
+    dev_gsm8k, dev_math = logged(out / "dev", "gsm8k_unlock_dev"), logged(out / "dev", "math500_unlock_dev")
+    test_gsm8k, test_math = logged(out / "points", "gsm8k_unlock"), logged(out / "points", "math500_unlock_heldout")
+    assert len(dev_gsm8k) == len(dev_math) == len(test_gsm8k) == len(test_math) == 3
+    assert not dev_gsm8k & test_gsm8k and not dev_math & test_math
+    assert not dev_gsm8k & set(load_questions("gsm8k", 16))  # nor the extraction prompts
+    assert not dev_gsm8k & set(load_benchmark("gsm8k")["test"]["question"])  # drawn from train
+    heldout = select_documents(load_benchmark("math500"), "heldout", "test", 4, 1234)["test"]
+    assert len(heldout) == 496 and not set(heldout["problem"]) & dev_math  # the split the report scores
+
+    manifest = json.loads((out / "sweep.json").read_text())
+    dev_points = [r for r in manifest["runs"] if r.startswith("dev/points/")]
+    test_points = [r for r in manifest["runs"] if r.startswith("points/")]
+    assert len(dev_points) == 2 and len(test_points) == 1  # only the chosen point is evaluated on test
+    assert test_points == [f"points/{manifest['chosen']['name']}"] and manifest["chosen"]["split"] == "dev"
+    report = (out / "report.md").read_text()
+    assert "(chosen on dev)" in report and "was chosen on dev" in report and "math500_unlock_heldout" in report
+    assert "(chosen on dev)" in (out / "dev" / "report.md").read_text()
