@@ -103,19 +103,17 @@ def test_adapter_logs_the_mismatch_once(tmp_path, caplog):
 
 
 def _reproduction_commands() -> list[str]:
-    """Each `lm_eval` command of the README's reproduction section, grid loops reduced to their first point."""
+    """Each `lm_eval` and `unlock-eval sweep` command of the README's reproduction section, sweep grids reduced to
+    their first point."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Reproducing the paper") :]
     section = section[: section.index("\n## ", 5)]
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", section, re.S):
-        first = dict(re.findall(r"for (\w+) in (\S+)[^;]*; do", block))
         for line in re.sub(r"\\\n\s*", " ", block).splitlines():
             line = line.strip()
-            if line.startswith("lm_eval"):
-                for var, value in first.items():
-                    line = line.replace(f"${var}", value)
-                commands.append(line)
+            if line.startswith(("lm_eval", "unlock-eval sweep")):
+                commands.append(re.sub(r"(--alphas|--ks|--ns) ([^,\s]+)\S*", r"\1 \2", line))
     return commands
 
 
@@ -132,7 +130,8 @@ def test_the_readme_gives_a_command_for_each_headline_number():
         "pretrained=Qwen/Qwen3-14B,",
         "--tasks agieval_math_cot_unlock",
         "extract_from=math",
-        "alpha=0.05,k=1,n=512",
+        "n=512",
+        "--alphas 0.05 --ks 1",
     ):
         assert needed in joined, needed
     assert "$" not in joined
@@ -162,11 +161,12 @@ def test_each_reproduction_command_parses_and_runs_with_tiny_models(tmp_path):
             command = re.sub(rf"(?<==){re.escape(hub)}(?=[,\s])", local[hub], command)
         assert "Qwen/" not in command, command
         command = command.replace("n=512", "n=8")  # the grid loops start at k=1
+        program = ["unlock_eval.cli", "sweep"] if command.startswith("unlock-eval sweep") else ["lm_eval"]
         argv = [
             sys.executable,
             "-m",
-            "lm_eval",
-            *command.split()[1:],
+            *program,
+            *command.split()[len(program) :],
             "--limit",
             "2",
             "--gen_kwargs",
@@ -188,7 +188,9 @@ def test_each_reproduction_command_parses_and_runs_with_tiny_models(tmp_path):
     for (i, command, _), proc in zip(runs, procs):
         assert proc.returncode == 0, (command, proc.stderr[-3000:])
         results = [json.loads(p.read_text()) for p in (tmp_path / f"out{i}").rglob("results_*.json")]
-        assert len(results) == 1, command
-        if "--model unlock" in command:
-            assert results[0]["config"]["unlock_eval"]["method"] == "unlock", command
+        if command.startswith("unlock-eval sweep"):  # the plain target, then the one grid point left
+            assert len(results) == 2 and (tmp_path / f"out{i}" / "report.md").is_file(), command
+            assert sorted(str(r["config"].get("unlock_eval", {}).get("method")) for r in results) == ["None", "unlock"]
+        else:
+            assert len(results) == 1, command
     assert len(commands) == 6
