@@ -156,6 +156,8 @@ class Manifest:
 
 # ------------------------------------------------------------------------------------------------ the sweep
 class Sweep:
+    """One `unlock-eval sweep` invocation: the grid, the manifest, and the runs and reports it leads to."""
+
     def __init__(self, args: argparse.Namespace, passthrough: list[str]):
         for flag in passthrough:
             if flag.split("=", 1)[0] in OWN_FLAGS:
@@ -257,10 +259,13 @@ class Sweep:
         """Unknown task names stop the sweep before any run (lm-eval would stop the first run with a traceback)."""
         from lm_eval.tasks import TaskManager
 
-        include = [f.split("=", 1)[-1] for f in self.passthrough if f.startswith("--include_path")]
-        if "--include_path" in self.passthrough:
-            include.append(self.passthrough[self.passthrough.index("--include_path") + 1])
-        self.task_index = TaskManager(include_path=[p for p in include if p != "--include_path"] or None).task_index
+        include = None  # a user's own --include_path (passed through to every run) holds tasks too
+        for i, flag in enumerate(self.passthrough):
+            if flag == "--include_path" and i + 1 < len(self.passthrough):
+                include = self.passthrough[i + 1]
+            elif flag.startswith("--include_path="):
+                include = flag.split("=", 1)[1]
+        self.task_index = TaskManager(include_path=include).task_index
         unknown = [task for task in self.tasks if task not in self.task_index]
         if unknown:
             raise ConfigError(f"--tasks: unknown task(s) {', '.join(unknown)} (`lm_eval ls tasks` lists them)")
