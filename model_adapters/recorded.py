@@ -22,11 +22,13 @@ class RecordedRun:
 
     run_record: MethodRecord
     cache_table: str
+    cache_file: str | None = None
 
     def set_cache_hook(self, cache_hook) -> None:
         """`--use_cache` keys by request only: give each configuration its own table in the cache file, so its
         answers are never served to a plain run (or the other way round)."""
         db = getattr(cache_hook, "dbdict", None)
+        self.cache_file = getattr(db, "filename", None)  # lm-eval's --use_cache file of this process, if any
         if db is not None:
             db.conn.execute(f'CREATE TABLE IF NOT EXISTS "{self.cache_table}" (key TEXT PRIMARY KEY, value BLOB)')
             db.conn.commit()

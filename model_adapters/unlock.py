@@ -21,6 +21,7 @@ from unlock_eval.prompts import extraction_mismatch, load_questions
 from unlock_eval.spec import TransferModels, UnlockSpec
 from unlock_eval.steer import steer
 
+from . import shared_alphas
 from .arguments import parse_model_args
 from .recorded import RecordedRun, resolve_role
 
@@ -79,27 +80,32 @@ class UnlockLM(RecordedRun, HFLM):
             art = build_unlock(extractor, spec, questions)
         self.artifacts = art
         self.steering_key = art.target_key
-        self.steering_fingerprint = fingerprint(
-            {
-                "alpha": spec.alpha,
-                "mode": spec.mode,
-                "layers": spec.layers,
-                "layers_path": spec.layers_path,
-                "key": art.hashes["target_key_checksum"],
-            }
-        )
+        self.steering_fingerprint = self._fingerprint(spec.alpha)
         self.extraction_forward_passes = art.forward_passes
         self.identities = {
             m: extractor.identity(m) for m in dict.fromkeys([spec.target, spec.source, spec.source_locked])
         }
 
+    def _fingerprint(self, alpha: float) -> str:
+        """What makes one steered configuration's answers: its --use_cache table is named after this."""
+        cfg = self.unlock_config
+        return fingerprint(
+            {
+                "alpha": alpha,
+                "mode": cfg.mode,
+                "layers": cfg.layers,
+                "layers_path": cfg.layers_path,
+                "key": self.artifacts.hashes["target_key_checksum"],
+            }
+        )
+
     @contextmanager
-    def _steer(self, positions: torch.Tensor | None = None):
+    def _steer(self, positions: torch.Tensor | None = None, alpha: float | torch.Tensor | None = None):
         cfg = self.unlock_config
         with steer(
             self.model,
             self.steering_key,
-            alpha=cfg.alpha,
+            alpha=cfg.alpha if alpha is None else alpha,
             mode=cfg.mode,
             layers=cfg.layers,
             layers_path=cfg.layers_path,
@@ -148,7 +154,33 @@ class UnlockLM(RecordedRun, HFLM):
 
     def generate_until(self, requests, disable_tqdm: bool = False):
         self._note_task_families(requests)
-        return super().generate_until(requests, disable_tqdm=disable_tqdm)
+        self._shared = self._shared_pass(requests)
+        try:
+            return super().generate_until(requests, disable_tqdm=disable_tqdm)
+        finally:
+            shared, self._shared = self._shared, None
+            if shared is not None:
+                tables = {alpha: f"unlock_{self._fingerprint(alpha)}" for alpha in shared["others"]}
+                written = shared_alphas.write_answers(self.cache_file, tables, shared["answers"])
+                logger.info("unlock: shared pass wrote %d answers for alpha %s into %s", written,
+                            ", ".join(f"{a:g}" for a in shared["others"]), self.cache_file)  # fmt: skip
+
+    def _shared_pass(self, requests) -> dict | None:
+        """The other alphas of `share_alphas` this generation also runs for, or None (not asked, or sampling, whose
+        answers lm-eval never serves from its cache)."""
+        others = [a for a in self.unlock_config.share_alphas or () if a != self.unlock_config.alpha]
+        if not others or not requests:
+            return None
+        shared_alphas.check_cache(self.cache_file)
+        if any(request.args[1].get("do_sample") for request in requests):
+            logger.warning("unlock: share_alphas ignored for sampled generation (lm-eval does not cache it)")
+            return None
+        by_context = shared_alphas.gen_kwargs_by_context(requests)
+        return {"others": others, "gen_kwargs": by_context, "answers": {alpha: [] for alpha in others}}
+
+    def tok_batch_encode(self, strings, *args, **kwargs):
+        self._batch_contexts = list(strings)  # the prompts of the batch _model_generate is about to get
+        return super().tok_batch_encode(strings, *args, **kwargs)
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         self._note_task_families(requests)
@@ -168,8 +200,22 @@ class UnlockLM(RecordedRun, HFLM):
             ]
             if bad:
                 raise ConfigError(f"gen_kwargs {', '.join(bad)}: not supported with mode=prefill_last")
-        with self._steer():
-            return super()._model_generate(context, max_length, stop, **generation_kwargs)
+        shared = getattr(self, "_shared", None)
+        if shared is None:
+            with self._steer():
+                return super()._model_generate(context, max_length, stop, **generation_kwargs)
+        alphas = [self.unlock_config.alpha, *shared["others"]]
+        batch = context.shape[0]
+        rows, mask, row_alphas = shared_alphas.expand(context, generation_kwargs.pop("attention_mask"), alphas)
+        with self._steer(alpha=row_alphas):
+            out = super()._model_generate(rows, max_length, stop, attention_mask=mask, **generation_kwargs)
+        for copy, alpha in enumerate(shared["others"], 1):
+            for tokens, prompt in zip(out[copy * batch : (copy + 1) * batch].tolist(), self._batch_contexts):
+                gen_kwargs = shared["gen_kwargs"].get(prompt)
+                if gen_kwargs is not None:
+                    answer = shared_alphas.finish_answer(self, tokens, context.shape[1], stop)
+                    shared["answers"][alpha].append(((prompt, gen_kwargs), answer))
+        return out[:batch]
 
     # ------------------------------------------------------------------ what the results file records
     def _record(self, spec: UnlockSpec, setup_seconds: float) -> MethodRecord:

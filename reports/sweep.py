@@ -54,6 +54,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dev-size", type=int, default=100, help="documents per dev slice (default 100)")
     p.add_argument("--dev-seed", type=int, default=1234, help="seed of the dev slices (default 1234)")
     p.add_argument("--no-baseline", action="store_true", help="skip the plain target (--model hf), the Δ baseline")
+    p.add_argument(
+        "--separate-alphas",
+        action="store_true",
+        help="generate every alpha point on its own (default: the alphas of one n and k share one generation pass)",
+    )
     return p
 
 
@@ -181,6 +186,10 @@ class Sweep:
         if args.select_on:
             settings.update(dev_size=args.dev_size, dev_seed=args.dev_seed, dev_excludes_n=self.grid.largest_n)
         self.manifest = Manifest(self.out, settings)
+        user_cache = _flag_value(passthrough, "--use_cache")
+        self.own_cache_flag = user_cache is not None
+        shared = not args.separate_alphas and any(len(g) > 1 for g in _alpha_groups(self.grid.points))
+        self.response_cache = (Path(user_cache) if user_cache else self.out / "responses") if shared else None
 
     def _default_name(self) -> str:
         from unlock_eval.model_adapters.registry import run_name
@@ -190,7 +199,16 @@ class Sweep:
     def log(self, message: str) -> None:
         print(f"sweep: {message}", file=sys.stderr, flush=True)
 
-    def _run(self, run_id: str, model: str, model_args: str, tasks: list[str], include: Path | None, label: str):
+    def _run(
+        self,
+        run_id: str,
+        model: str,
+        model_args: str,
+        tasks: list[str],
+        include: Path | None,
+        label: str,
+        extra: list[str] = (),
+    ):
         """One lm-eval run into `<output>/<run_id>`, skipped when the manifest says it finished."""
         finished = self.manifest.done(run_id)
         if finished is not None:
@@ -202,6 +220,7 @@ class Sweep:
         argv += ["--output_path", str(folder), "--log_samples"]
         argv += ["--limit", str(self.args.limit)] if self.args.limit else []
         argv += ["--include_path", str(include)] if include else []
+        argv += list(extra)
         self.log(f"{label}: lm_eval {' '.join(argv)} {' '.join(self.passthrough)}")
         t0 = time.perf_counter()
         run_lm_eval(argv + self.passthrough)
@@ -217,11 +236,23 @@ class Sweep:
         return self.manifest.done(run_id)
 
     def _points(self, phase: str, points: list[Point], tasks: list[str], include: Path | None) -> dict[str, dict]:
+        """Run the points in order. Alpha points of one (n, k) share one generation: the first one still to run
+        generates for all of them (`share_alphas`) into the response cache, the others are scored from it."""
+        pending = [p for p in points if self.manifest.done(f"{phase}points/{p.name}") is None]
         runs = {}
         for i, point in enumerate(points, 1):
             label = f"{phase}point {i}/{len(points)} ({point.label()})"
+            model_args, extra = self.grid.model_args(point), []
+            if self.response_cache is not None:
+                group = [p for p in pending if (p.n, p.k) == (point.n, point.k)]
+                if len(group) > 1 and group[0] == point:
+                    model_args += ",share_alphas=" + ";".join(f"{p.alpha:g}" for p in group)
+                    label += f", generating alpha {', '.join(f'{p.alpha:g}' for p in group)} in one pass"
+                elif len(group) > 1:
+                    label += ", answers from the shared pass"
+                extra = [] if self.own_cache_flag else ["--use_cache", str(self.response_cache)]
             run_id = f"{phase}points/{point.name}"
-            runs[point.name] = self._run(run_id, "unlock", self.grid.model_args(point), tasks, include, label)
+            runs[point.name] = self._run(run_id, "unlock", model_args, tasks, include, label, extra)
         return runs
 
     def _baseline(self, phase: str, tasks: list[str], include: Path | None) -> None:
@@ -259,12 +290,7 @@ class Sweep:
         """Unknown task names stop the sweep before any run (lm-eval would stop the first run with a traceback)."""
         from lm_eval.tasks import TaskManager
 
-        include = None  # a user's own --include_path (passed through to every run) holds tasks too
-        for i, flag in enumerate(self.passthrough):
-            if flag == "--include_path" and i + 1 < len(self.passthrough):
-                include = self.passthrough[i + 1]
-            elif flag.startswith("--include_path="):
-                include = flag.split("=", 1)[1]
+        include = _flag_value(self.passthrough, "--include_path")  # a user's own task folder holds tasks too
         self.task_index = TaskManager(include_path=include).task_index
         unknown = [task for task in self.tasks if task not in self.task_index]
         if unknown:
@@ -322,6 +348,24 @@ class Sweep:
         write_page(folder / "report.html", render(table, "html", report_figures(table), title="unlock-eval sweep"))
         print(render(table, "md"))
         self.log(f"report: {folder / 'report.md'} and {folder / 'report.html'}")
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    """The value of `flag` among passed-through lm-eval flags (`--flag v` or `--flag=v`), else None."""
+    value = None
+    for i, item in enumerate(argv):
+        if item == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif item.startswith(f"{flag}="):
+            value = item.split("=", 1)[1]
+    return value
+
+
+def _alpha_groups(points: list[Point]) -> list[list[Point]]:
+    groups: dict[tuple[int, int], list[Point]] = {}
+    for point in points:
+        groups.setdefault((point.n, point.k), []).append(point)
+    return list(groups.values())
 
 
 def _point_label(hyper: dict) -> str | None:

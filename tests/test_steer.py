@@ -176,3 +176,43 @@ def test_vectors_follow_the_layer_dtype():
             logits = model(**enc).logits
     assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
     assert handle.steered_calls == len(find_decoder_layers(model))
+
+
+@pytest.mark.parametrize("mode", ["prefill_last", "additive_all"])
+def test_one_alpha_per_row_equals_each_alpha_alone(mode):
+    """A batch carrying several alpha points gives, row by row, the states and greedy tokens of each alpha alone."""
+    model, tok = tiny_model("llama"), char_tokenizer()
+    key, alphas = random_key(model, 3), [0.0, 0.3, 1.0]
+    prompts = PROMPTS * len(alphas)  # row i*3 + j: prompt j under alphas[i]
+    rows = torch.tensor([a for a in alphas for _ in PROMPTS])
+    with steer(model, key, alpha=rows, mode=mode) as handle:
+        states, _ = hidden(model, tok, prompts)
+    assert isinstance(handle.alpha, torch.Tensor)
+    gen = dict(max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None)
+    enc = tok(prompts, return_tensors="pt", padding=True)
+    with steer(model, key, alpha=rows, mode=mode):
+        shared = model.generate(**enc, **gen)[:, enc["input_ids"].shape[1] :]
+    for i, alpha in enumerate(alphas):
+        part = slice(i * len(PROMPTS), (i + 1) * len(PROMPTS))
+        with steer(model, key, alpha=alpha, mode=mode):
+            alone, _ = hidden(model, tok, PROMPTS)
+            e = tok(PROMPTS, return_tensors="pt", padding=True)
+            separate = model.generate(**e, **gen)[:, e["input_ids"].shape[1] :]
+        for layer in range(len(alone)):
+            torch.testing.assert_close(states[layer][part], alone[layer], atol=1e-5, rtol=1e-5)
+        assert shared[part].tolist() == separate.tolist()
+    assert shared[:3].tolist() != shared[6:].tolist()  # the alphas do differ
+
+
+def test_per_row_alpha_errors():
+    model, tok = tiny_model("llama"), char_tokenizer()
+    key = random_key(model)
+    with pytest.raises(ConfigError, match="one per batch row"):
+        with steer(model, key, alpha=torch.tensor([[0.1, 0.2]])):
+            pass
+    with pytest.raises(ConfigError, match="finite"):
+        with steer(model, key, alpha=torch.tensor([0.1, float("nan")])):
+            pass
+    with pytest.raises(ConfigError, match="2 alphas for a batch of 3 rows"):
+        with steer(model, key, alpha=torch.tensor([0.1, 0.2])):
+            hidden(model, tok, PROMPTS)

@@ -213,3 +213,55 @@ def test_embedded_pair_sweep_extracts_once_and_writes_the_report(tmp_path):
     assert decompositions == [0, 0, 0, 18 + 18]  # Gemma's 18 layers and the 18 SmolLM2 layers they map from
     report = (out / "report.md").read_text()
     assert report.count("| unlock ") == 4 and "| plain " in report and "smollm2-135m-instruct → gemma3-270m" in report
+    # the two alphas of each k shared one generation; separate generations give the same answers
+    separate = tmp_path / "separate"
+    argv[argv.index("--output_path") + 1] = str(separate)
+    assert sweep_main([*argv, "--separate-alphas", "--no-baseline"]) == 0
+    assert answers(out) == answers(separate) and len(answers(out)) == 4
+
+
+def answers(out: Path) -> dict[str, list[str]]:
+    """Each point's logged answers (by document), from its samples file."""
+    found = {}
+    for file in sorted((out / "points").rglob("samples_*.jsonl")):
+        lines = [json.loads(line) for line in file.read_text().splitlines()]
+        found[file.relative_to(out / "points").parts[0]] = [
+            s["resps"][0][0] for s in sorted(lines, key=lambda s: s["doc_id"])
+        ]
+    return found
+
+
+@pytest.mark.slow
+@requires_data
+def test_alpha_points_share_one_generation_with_the_answers_of_separate_runs(tiny, tmp_path, monkeypatch):
+    from unlock_eval.model_adapters.unlock import UnlockLM
+
+    calls = []
+    original = UnlockLM._model_generate
+
+    def counting(self, context, *args, **kwargs):
+        out = original(self, context, *args, **kwargs)
+        calls.append((self.unlock_config.alpha, context.shape[0], out.shape[0]))
+        return out
+
+    monkeypatch.setattr(UnlockLM, "_model_generate", counting)
+    cache = tmp_path / "cache"
+
+    def sweep(name, *extra):
+        argv = sweep_argv(tiny, tmp_path / name, cache, "--no-baseline", *extra)
+        argv[argv.index("--alphas") + 1], argv[argv.index("--ks") + 1] = "0,0.5,2", "4"
+        calls.clear()
+        assert sweep_main(argv) == 0
+        return list(calls), answers(tmp_path / name)
+
+    shared_calls, shared = sweep("shared")
+    separate_calls, separate = sweep("separate", "--separate-alphas")
+    # shared: only the first point generates, one batch of 3 copies per document (batch size 1, 3 documents)
+    assert shared_calls == [(0.0, 1, 1)] * 3 and len(separate_calls) == 9
+    assert shared == separate and len(shared) == 3
+    assert len({tuple(a) for a in shared.values()}) > 1  # the alphas do change the answers
+    recs = records(tmp_path / "shared")
+    assert sorted(r["hyperparameters"]["alpha"] for r in recs.values()) == [0.0, 0.5, 2.0]
+    assert len({r["details"]["steering_fingerprint"] for r in recs.values()}) == 3
+    assert recs["n8_k4_alpha0"]["hyperparameters"]["share_alphas"] == [0.0, 0.5, 2.0]
+    assert recs["n8_k4_alpha0.5"]["hyperparameters"]["share_alphas"] is None

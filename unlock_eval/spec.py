@@ -30,6 +30,15 @@ def _layers(name: str, value: object) -> list[int] | None:
     return None if str(value).strip().lower() == "all" else as_index_list(name, value)
 
 
+def _alphas(name: str, value: object) -> list[float]:
+    """Alphas as typed on a command line (`0.1;0.2;0.5`, `[0.1,0.2]`) or a list: each a finite number."""
+    parts = value if isinstance(value, (list, tuple)) else str(value).strip().strip("[]").replace(";", " ").split()
+    values = [as_float(name, part) for part in parts]
+    if not values:
+        raise ConfigError(f"{name}={value!r}: expected alphas like 0.1;0.2;0.5")
+    return list(dict.fromkeys(values))
+
+
 def _layer_map(name: str, value: object) -> str | list[int]:
     """A named map (letters: checked against align.LAYER_MAPS) or an explicit list of source layers."""
     if isinstance(value, str) and any(c.isalpha() for c in value):
@@ -114,6 +123,12 @@ class UnlockSpec(PromptTemplates, TransferModels):
     layers: list[int] | None = param(None, "target layers to steer: all (default), 3-10 (inclusive) or 3;5;7", _layers)
     layer_map: str | list[int] = param(align.DEFAULT_LAYER_MAP, LAYER_MAP_HELP, _layer_map, align.check_layer_map)
     extract_from: str = param(prompts.DEFAULT_EXTRACT_FROM, EXTRACT_FROM_HELP, check=prompts.check_extraction_source)
+    share_alphas: list[float] | None = param(
+        None,
+        "more alphas generated in the same pass (extra batch rows), their answers written to --use_cache for their "
+        "own runs, as 0.1;0.2;0.5 (unlock-eval sweep sets it)",
+        _alphas,
+    )
     extract_batch_size: int = param(8, "batch size of the extraction forward passes", _positive_int)
     layers_path: str | None = param(None, "dotted path to the target's decoder layers; default: looked up")
     source_layers_path: str | None = param(None, "the same for source and source_locked (if not the target)")

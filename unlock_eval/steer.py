@@ -36,6 +36,24 @@ def check_alpha(alpha: float) -> float:
     return as_float("alpha", alpha)
 
 
+def _row_alphas(alpha: torch.Tensor) -> torch.Tensor:
+    """One alpha per batch row: a finite 1-D tensor (float32, as the steering arithmetic)."""
+    if alpha.dim() != 1 or alpha.numel() == 0 or not bool(torch.isfinite(alpha).all()):
+        raise ConfigError(f"alpha as a tensor must be 1-D, non-empty and finite (one per batch row), got {alpha}")
+    return alpha.detach().float().cpu()
+
+
+def _per_row(alpha: float | torch.Tensor, h: torch.Tensor, cache: dict) -> float | torch.Tensor:
+    """`alpha` as a scalar, or as a `[batch, 1]` tensor on the hidden state's device (checked against the batch)."""
+    if not isinstance(alpha, torch.Tensor):
+        return alpha
+    if alpha.shape[0] != h.shape[0]:
+        raise ConfigError(f"steer: {alpha.shape[0]} alphas for a batch of {h.shape[0]} rows (one alpha per row)")
+    if h.device not in cache:
+        cache[h.device] = alpha.to(h.device)[:, None]
+    return cache[h.device]
+
+
 @dataclass
 class Steering:
     """Live handle of an active `steer(...)` block.
@@ -46,7 +64,7 @@ class Steering:
     """
 
     mode: str
-    alpha: float
+    alpha: float | torch.Tensor
     layers: list[int]
     positions: torch.Tensor | None = None
     steered_calls: int = 0
@@ -64,7 +82,7 @@ def _is_prefill(hidden: torch.Tensor, kwargs: dict) -> bool:
 def steer(
     model: nn.Module,
     key: MasterKey,
-    alpha: float = DEFAULT_ALPHA,
+    alpha: float | torch.Tensor = DEFAULT_ALPHA,
     mode: str = DEFAULT_MODE,
     layers: Sequence[int] | None = None,
     layers_path: str | None = None,
@@ -74,9 +92,12 @@ def steer(
     prefill_last: at every steered layer's output, prefill pass only, last prompt position only:
         h <- ||h|| * normalize(h/||h|| + alpha * r/||r||)
     additive_all: at every position of every forward pass: h <- h + alpha * ||h|| * r/||r||
+
+    `alpha` is one number, or a 1-D tensor with one alpha per batch row (the same formulas row by row: one batch
+    then carries several alpha points of a sweep).
     """
     check_mode(mode)
-    alpha = check_alpha(alpha)
+    alpha = _row_alphas(alpha) if isinstance(alpha, torch.Tensor) else check_alpha(alpha)
     if not isinstance(key, MasterKey):
         raise ConfigError(f"key must be a MasterKey, got {type(key).__name__}")
     decoder_layers = find_decoder_layers(model, layers_path)
@@ -95,12 +116,14 @@ def steer(
 
     def make_hook(direction: torch.Tensor):
         per_device: dict[torch.device, torch.Tensor] = {}
+        alpha_per_device: dict[torch.device, torch.Tensor] = {}
 
         def hook(_module, _args, kwargs, output):
             h = layer_hidden(output)
             r = per_device.get(h.device)
             if r is None:
                 r = per_device[h.device] = direction.to(h.device)
+            a = _per_row(alpha, h, alpha_per_device)  # a scalar, or [batch, 1]
             if mode == "prefill_last":
                 if not _is_prefill(h, kwargs):
                     return None
@@ -109,13 +132,14 @@ def steer(
                 cols = torch.full_like(rows, h.shape[1] - 1) if pos is None else pos.to(h.device)
                 x = h[rows, cols].float()
                 norm = x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-                y = x / norm + alpha * r
+                y = x / norm + a * r
                 y = y / y.norm(dim=-1, keepdim=True).clamp_min(1e-12) * norm
                 h = h.clone()
                 h[rows, cols] = y.to(h.dtype)
             else:
                 x = h.float()
-                h = (x + alpha * x.norm(dim=-1, keepdim=True) * r).to(h.dtype)
+                scale = a if not isinstance(a, torch.Tensor) else a[:, :, None]  # [batch, 1, 1] over positions
+                h = (x + scale * x.norm(dim=-1, keepdim=True) * r).to(h.dtype)
             handle.steered_calls += 1
             return replace_layer_hidden(output, h)
 
