@@ -213,11 +213,12 @@ def test_embedded_pair_sweep_extracts_once_and_writes_the_report(tmp_path):
     assert decompositions == [0, 0, 0, 18 + 18]  # Gemma's 18 layers and the 18 SmolLM2 layers they map from
     report = (out / "report.md").read_text()
     assert report.count("| unlock ") == 4 and "| plain " in report and "smollm2-135m-instruct → gemma3-270m" in report
-    # the two alphas of each k shared one generation; separate generations give the same answers
+    # the two alphas of each k shared one generation; separate generations give the same answers (k=4 checked)
     separate = tmp_path / "separate"
-    argv[argv.index("--output_path") + 1] = str(separate)
+    argv[argv.index("--output_path") + 1], argv[argv.index("--ks") + 1] = str(separate), "4"
     assert sweep_main([*argv, "--separate-alphas", "--no-baseline"]) == 0
-    assert answers(out) == answers(separate) and len(answers(out)) == 4
+    shared = {name: found for name, found in answers(out).items() if "_k4_" in name}
+    assert shared == answers(separate) and len(shared) == 2
 
 
 def answers(out: Path) -> dict[str, list[str]]:
