@@ -24,7 +24,7 @@ def rand_states(L, n, d, seed):
 
 
 def svd_transfer(src, tgt, key, k, center):
-    """Today's reference: full SVD per layer (NumPy), the paper's formulas."""
+    """The reference: a full SVD per layer and side (NumPy), then the paper's formulas; `[L_t, d_t]`."""
     out = []
     for t, s in enumerate(relative_depth_layer_map(src.shape[0], tgt.shape[0])):
         Hs, Ht = src[s].double().numpy(), tgt[t].double().numpy()

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from test_bases import svd_transfer
 
 from unlock_eval import MasterKey, SubspaceMap, relative_depth_layer_map
 from unlock_eval.errors import ConfigError
@@ -62,15 +63,9 @@ def test_subspace_map_matches_numpy(center):
     key = MasterKey(torch.randn(Ls, ds))
     out = smap.transfer(key)
     assert out.vectors.shape == (Lt, dt)
-    for t, s in enumerate(relative_depth_layer_map(Ls, Lt)):
-        Hs, Ht = src[s].double().numpy(), tgt[t].double().numpy()
-        if center:
-            Hs, Ht = Hs - Hs.mean(0), Ht - Ht.mean(0)
-        Vs = np.linalg.svd(Hs, full_matrices=False)[2][:k]
-        Vt = np.linalg.svd(Ht, full_matrices=False)[2][:k]
-        M = np.linalg.pinv(Hs @ Vs.T) @ (Ht @ Vt.T)
-        r = ((key.vectors[s].double().numpy() @ Vs.T) @ M) @ Vt
-        np.testing.assert_allclose(out.vectors[t].numpy(), r, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(
+        out.vectors.numpy(), svd_transfer(src, tgt, key.vectors, k, center), atol=1e-5, rtol=1e-5
+    )
     assert smap.layer_map == relative_depth_layer_map(Ls, Lt)
     # factored storage: k(d_s + d_t) + k^2 numbers per target layer, no dense map
     assert smap.Vs.shape == (Lt, k, ds) and smap.M.shape == (Lt, k, k) and smap.Vt.shape == (Lt, k, dt)
