@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -9,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from lm_eval.api.model import CacheHook
 from lm_eval.models.huggingface import HFLM
 
 from unlock_eval import params
@@ -61,6 +63,19 @@ class UnlockLM(RecordedRun, HFLM):
             ", ".join(self.artifacts.models_loaded) or "none",
         )
 
+    def reconfigure(self, alpha: float, share_alphas: Any = None) -> None:
+        """Steer the loaded model with another alpha, as a sweep's next point: model, key and map stay; the steering
+        fingerprint, the --use_cache table and the results record follow the new alpha (set-up 0 passes)."""
+        t0 = time.perf_counter()
+        spec = dataclasses.replace(self.unlock_config, alpha=alpha, share_alphas=share_alphas)
+        self.unlock_config = spec
+        self.steering_fingerprint = self._fingerprint(spec.alpha)
+        self.cache_table = f"unlock_{self.steering_fingerprint}"
+        self.set_cache_hook(CacheHook(None))  # a new run sets its own; never write into the previous table
+        self.extraction_forward_passes = self.subspace_decompositions = 0
+        self.run_record = self._record(spec, time.perf_counter() - t0)
+        self.run_record.details["model_reused"] = True
+
     # ------------------------------------------------------------------ extraction and alignment
     def _build_steering(self, spec: UnlockSpec, questions: list[str], hf_kwargs: dict[str, Any]) -> None:
         n_layers = len(find_decoder_layers(self.model, spec.layers_path))
@@ -82,6 +97,7 @@ class UnlockLM(RecordedRun, HFLM):
         self.steering_key = art.target_key
         self.steering_fingerprint = self._fingerprint(spec.alpha)
         self.extraction_forward_passes = art.forward_passes
+        self.subspace_decompositions = art.decompositions
         self.identities = {
             m: extractor.identity(m) for m in dict.fromkeys([spec.target, spec.source, spec.source_locked])
         }
@@ -238,7 +254,7 @@ class UnlockLM(RecordedRun, HFLM):
                 "steering_fingerprint": self.steering_fingerprint,
                 "artifacts": art.hashes,
                 "extraction_forward_passes": self.extraction_forward_passes,
-                "subspace_decompositions": art.decompositions,  # per-layer; 0 when cached bases covered this k
+                "subspace_decompositions": self.subspace_decompositions,  # per layer; 0 when cached bases covered k
                 "models_loaded_for_extraction": list(art.models_loaded),
             },
         )

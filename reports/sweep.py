@@ -94,6 +94,36 @@ def shared_builtin_task_index():
         _index.TaskIndex.build = staticmethod(original)
 
 
+@contextmanager
+def reuse_model_across_alphas():
+    """Points that differ only in alpha (and share_alphas) reuse the `unlock` model the previous point loaded
+    (`UnlockLM.reconfigure`) instead of loading the target again; any other change loads a new one (one is held)."""
+    from unlock_eval.model_adapters.unlock import UnlockLM
+    from unlock_eval.steer import DEFAULT_ALPHA
+
+    held: dict[str, UnlockLM] = {}
+    original = UnlockLM.create_from_arg_obj  # inherited from lm-eval's LM, bound to UnlockLM
+
+    def create(cls, arg_dict, additional_config=None):
+        given = {k: v for k, v in (additional_config or {}).items() if v is not None}
+        rest = {k: v for k, v in {**arg_dict, **given}.items() if k not in ("alpha", "share_alphas")}
+        key = json.dumps(rest, sort_keys=True, default=str)
+        if key in held:
+            held[key].reconfigure(arg_dict.get("alpha", DEFAULT_ALPHA), arg_dict.get("share_alphas"))
+            return held[key]
+        held.clear()
+        gc.collect()
+        held[key] = original(arg_dict, additional_config)
+        return held[key]
+
+    UnlockLM.create_from_arg_obj = classmethod(create)
+    try:
+        yield
+    finally:
+        del UnlockLM.create_from_arg_obj  # lm-eval's own again
+        held.clear()
+
+
 def run_lm_eval(argv: list[str]) -> None:
     """One lm-eval run in this process, exactly as `lm_eval ARGV` (its CLI parser and code path)."""
     from lm_eval._cli import HarnessCLI
@@ -273,7 +303,7 @@ class Sweep:
         self.log(
             f"{n_points} points ({', '.join(self.grid.swept)} swept) x tasks {', '.join(self.tasks)} -> {self.out}"
         )
-        with shared_builtin_task_index():
+        with shared_builtin_task_index(), reuse_model_across_alphas():
             self._check_tasks()
             if self.args.select_on:
                 return self._select_then_test()

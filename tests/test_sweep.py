@@ -266,3 +266,6 @@ def test_alpha_points_share_one_generation_with_the_answers_of_separate_runs(tin
     assert len({r["details"]["steering_fingerprint"] for r in recs.values()}) == 3
     assert recs["n8_k4_alpha0"]["hyperparameters"]["share_alphas"] == [0.0, 0.5, 2.0]
     assert recs["n8_k4_alpha0.5"]["hyperparameters"]["share_alphas"] is None
+    # the later alpha points reuse the loaded model (UnlockLM.reconfigure): nothing extracted or loaded again
+    assert [recs[f"n8_k4_alpha{a}"]["details"].get("model_reused") for a in ("0", "0.5", "2")] == [None, True, True]
+    assert all(recs[f"n8_k4_alpha{a}"]["setup_seconds"] < 1 for a in ("0.5", "2"))
