@@ -15,6 +15,8 @@ from lm_eval.models.huggingface import HFLM
 
 from unlock_eval import params
 from unlock_eval.cache import fingerprint
+from unlock_eval.diagnose import cached_diagnostics
+from unlock_eval.diagnostics import verdict
 from unlock_eval.errors import ConfigError
 from unlock_eval.layers import find_decoder_layers
 from unlock_eval.method import MethodRecord, peak_rss_mb
@@ -79,7 +81,7 @@ class UnlockLM(RecordedRun, HFLM):
     # ------------------------------------------------------------------ extraction and alignment
     def _build_steering(self, spec: UnlockSpec, questions: list[str], hf_kwargs: dict[str, Any]) -> None:
         n_layers = len(find_decoder_layers(self.model, spec.layers_path))
-        if spec.layers is not None and any(not 0 <= layer < n_layers for layer in spec.layers):
+        if isinstance(spec.layers, list) and any(not 0 <= layer < n_layers for layer in spec.layers):
             raise ConfigError(f"layers={spec.layers}: the target has {n_layers} layers (0..{n_layers - 1})")
         dtype = hf_kwargs["dtype"]  # canonical name, set by parse_model_args
         extractor = Extractor.for_spec(
@@ -93,7 +95,19 @@ class UnlockLM(RecordedRun, HFLM):
         # one process builds (data-parallel ranks, or two runs started at once); the others wait, then load
         with extractor.cache.lock("build", fingerprint({"config": spec.as_dict(), "dtype": dtype})):
             art = build_unlock(extractor, spec, questions)
+            self.diagnostics = self._diagnose(extractor, spec, questions, art.native)
         self.artifacts = art
+        self.steer_layers = spec.layers
+        if spec.layers == "aligned":
+            if art.native:
+                raise ConfigError("layers=aligned: the source is the target itself here (native steering), so no key "
+                                  "was transferred; give layers=all or a list")  # fmt: skip
+            self.steer_layers = [row.target_layer for row in self.diagnostics if row.aligned]
+            if not self.steer_layers:
+                raise ConfigError(
+                    f"layers=aligned: no target layer passes ({verdict(self.diagnostics)}); steer all layers or a "
+                    "list, or raise n or change k (`unlock-eval diagnose` shows the numbers)"
+                )
         self.steering_key = art.target_key
         self.steering_fingerprint = self._fingerprint(spec.alpha)
         self.extraction_forward_passes = art.forward_passes
@@ -102,6 +116,20 @@ class UnlockLM(RecordedRun, HFLM):
             m: extractor.identity(m) for m in dict.fromkeys([spec.target, spec.source, spec.source_locked])
         }
 
+    def _diagnose(self, extractor: Extractor, spec: UnlockSpec, questions: list[str], native: bool):
+        """The diagnostics of a transferred key (cached): recorded in the results file, read by layers=aligned.
+        The cosine with the target's own key is included when those states are cached or layers=aligned asks."""
+        if spec.layers == "aligned" and len(questions) < 4:
+            raise ConfigError(
+                f"layers=aligned: the diagnostics need n >= 4 prompts (held-out folds), got n={len(questions)}"
+            )
+        if native or len(questions) < 4:
+            return None
+        own_key = spec.layers == "aligned" or (
+            not spec.model_induced and extractor.has_states(spec.target, spec.unlocked_template, questions)
+        )
+        return cached_diagnostics(extractor, spec, questions, native=own_key)
+
     def _fingerprint(self, alpha: float) -> str:
         """What makes one steered configuration's answers: its --use_cache table is named after this."""
         cfg = self.unlock_config
@@ -109,7 +137,7 @@ class UnlockLM(RecordedRun, HFLM):
             {
                 "alpha": alpha,
                 "mode": cfg.mode,
-                "layers": cfg.layers,
+                "layers": self.steer_layers,
                 "layers_path": cfg.layers_path,
                 "key": self.artifacts.hashes["target_key_checksum"],
             }
@@ -123,7 +151,7 @@ class UnlockLM(RecordedRun, HFLM):
             self.steering_key,
             alpha=cfg.alpha if alpha is None else alpha,
             mode=cfg.mode,
-            layers=cfg.layers,
+            layers=self.steer_layers,
             layers_path=cfg.layers_path,
         ) as handle:
             handle.positions = positions
@@ -255,6 +283,10 @@ class UnlockLM(RecordedRun, HFLM):
                 "artifacts": art.hashes,
                 "extraction_forward_passes": self.extraction_forward_passes,
                 "subspace_decompositions": self.subspace_decompositions,  # per layer; 0 when cached bases covered k
+                "layers_resolved": "all" if self.steer_layers is None else self.steer_layers,
+                "diagnostics": None
+                if self.diagnostics is None
+                else {"verdict": verdict(self.diagnostics), "layers": [row.as_dict() for row in self.diagnostics]},
                 "models_loaded_for_extraction": list(art.models_loaded),
             },
         )

@@ -420,3 +420,40 @@ def test_torchrun_two_processes_one_extracts_the_other_waits(world, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     passes = sorted(int(n) for n in re.findall(r"ready in [\d.]+ s: (\d+) extraction forward passes", proc.stderr))
     assert passes == [0, 3], proc.stderr[-3000:]
+
+
+def _twin(path: Path, of: str, noise: float) -> str:
+    """A copy of a saved model with its weights nudged: another identity, nearly the same representations."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(of)
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(11)
+        for p in model.parameters():
+            p.add_(noise * torch.randn(p.shape, generator=g))
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(of).save_pretrained(path)
+    return str(path)
+
+
+def test_results_record_diagnostics_and_layers_aligned_steers_the_passing_layers(world, tmp_path):
+    twin = _twin(tmp_path / "twin", world["tgt"], 1e-3)  # a source the target is a near-copy of
+    lm = make_lm(world, tmp_path, source=twin, k=2)
+    diag = lm.run_record.details["diagnostics"]
+    assert len(diag["layers"]) == 3 and "held-out R²" in diag["verdict"]
+    assert diag["layers"][0]["cos"] is None  # the target's unlocked states were never captured: no native key yet
+    assert lm.run_record.details["layers_resolved"] == "all"
+
+    aligned = make_lm(world, tmp_path, source=twin, k=2, layers="aligned")
+    rows = aligned.run_record.details["diagnostics"]["layers"]
+    assert all(r["heldout_r2_k"] > 0.9 and r["sign"] == "agrees" for r in rows)  # a near-copy maps near-exactly
+    assert aligned.run_record.details["layers_resolved"] == [0, 1, 2] == aligned.steer_layers
+    assert aligned.run_record.hyperparameters["layers"] == "aligned"
+    assert aligned.steering_fingerprint != make_lm(world, tmp_path, source=twin, k=2, layers="0").steering_fingerprint
+
+    # world["src"]: another family with random weights; its map predicts no held-out target state
+    with pytest.raises(ConfigError, match=r"layers=aligned: no target layer passes .*held-out R² > 0 in layers none"):
+        make_lm(world, tmp_path, k=2, layers="aligned")
+    with pytest.raises(ConfigError, match="layers=aligned selects the layers where a transferred key"):
+        make_lm(world, tmp_path, source=world["tgt"], layers="aligned")

@@ -86,6 +86,26 @@ def test_transferred_cot_key_aligns_with_the_targets_own_key():
     assert result.chance_cosine < 0.05
 
 
+def test_diagnose_table_json_and_plot_on_the_real_pair(tmp_path, capsys):
+    """`unlock-eval diagnose` offline on the states the demo test captured (default cache, n=32, k=8)."""
+    from unlock_eval.cli import main
+
+    base = ["diagnose", "--source", "smollm2-135m-instruct", "--target", "gemma3-270m", "--n", "32", "--k", "8"]
+    assert main([*base, "--sweep-k", "4,8", "--sweep-n", "16,32", "--plot", str(tmp_path / "diag.svg")]) == 0
+    table = capsys.readouterr().out
+    assert "5-fold held-out R²" in table and "verdict: transferred key agrees with the native key in layers" in table
+    assert (
+        "sweep over k" in table and "sweep over n" in table and (tmp_path / "diag.svg").read_text().startswith("<?xml")
+    )
+    assert main([*base, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = report["layers"]
+    assert len(rows) == 18 and report["chance_cosine"] < 0.05 and report["extraction_forward_passes"] == 0
+    assert rows[0]["sign"] == "opposes" and max(r["cos"] for r in rows) > 0.5  # measured: layer 0 -0.76, layer 5 0.70
+    assert all(r["cka"] > r["cka_chance"] for r in rows)
+    assert report["verdict"].startswith("transferred key agrees")
+
+
 def test_real_target_steering_changes_generation_and_keeps_batch_equivalence(tmp_path):
     from unlock_eval.pipeline import Extractor, build_unlock
     from unlock_eval.prompts import load_questions

@@ -25,6 +25,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """Per-layer diagnostics of a transfer from cached (or newly captured) states: table, --json, --plot."""
+    from .diagnose import format_diagnosis, plot_diagnosis, run_diagnosis, to_json_text
+    from .errors import ConfigError
+    from .params import as_index_list
+    from .spec import UnlockSpec
+
+    fields = ("target", "source", "source_locked", "capability", "k", "n", "aggregator", "extract_from", "cache_dir")
+    given = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
+    spec = UnlockSpec(**given, extract_batch_size=args.batch_size)
+    sweep_k = as_index_list("--sweep-k", args.sweep_k) if args.sweep_k else []
+    sweep_n = as_index_list("--sweep-n", args.sweep_n) if args.sweep_n else []
+    if args.folds < 2:
+        raise ConfigError(f"--folds={args.folds}: expected an integer >= 2")
+    diagnosis = run_diagnosis(spec, args.folds, sweep_k, sweep_n, progress=not args.json)
+    print(to_json_text(diagnosis) if args.json else format_diagnosis(diagnosis))
+    if args.plot:
+        plot_diagnosis(diagnosis, args.plot)
+        if not args.json:
+            print(f"plot: {args.plot}")
+    return 0
+
+
 def cmd_args(args: argparse.Namespace) -> int:
     """Print the model_args of one of our lm-eval models as a markdown table (the README's table)."""
     from .model_adapters.registry import MODELS
@@ -100,6 +123,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--cache-dir", default=None, help="artifact cache (default: UNLOCK_EVAL_CACHE_DIR or user cache)")
     demo.add_argument("--batch-size", type=int, default=8)
+    diag = sub.add_parser(
+        "diagnose", help="will a transfer work? held-out R², CKA, cosine with the native key, per layer"
+    )
+    diag.add_argument("--source", required=True, help="model with the capability (hub id, local dir, .gguf, embedded)")
+    diag.add_argument("--target", required=True, help="the model the key is transferred into")
+    diag.add_argument("--source-locked", dest="source_locked", help="the source without it (two checkpoints)")
+    diag.add_argument("--capability", help="template preset (default cot)")
+    diag.add_argument("--k", type=int, help="subspace rank (default 16)")
+    diag.add_argument("--n", type=int, help="extraction prompts (default 64)")
+    diag.add_argument("--aggregator", choices=AGGREGATORS)
+    diag.add_argument("--extract-from", dest="extract_from", help="gsm8k, math or a .jsonl (default gsm8k)")
+    diag.add_argument("--folds", type=int, default=5, help="folds of the held-out R² (default 5)")
+    diag.add_argument("--sweep-k", help="also these k, e.g. 1,4,16,64 (one decomposition for all)")
+    diag.add_argument("--sweep-n", help="also these n, e.g. 8,16,32 (the largest n captured once, then subsampled)")
+    diag.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    diag.add_argument("--plot", help="write the numbers against relative depth to this PNG or SVG file")
+    diag.add_argument(
+        "--cache-dir", dest="cache_dir", help="artifact cache (default: UNLOCK_EVAL_CACHE_DIR or user cache)"
+    )
+    diag.add_argument("--batch-size", type=int, default=8, help="batch size of any capture (default 8)")
     cache = sub.add_parser("cache", help="list or prune the artifact cache (models, states, keys, maps)")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True)
     cache_list = cache_sub.add_parser("list", help="every cache entry: kind, size, last use, what it is")
@@ -115,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import ConfigError
 
     try:
-        return {"args": cmd_args, "cache": cmd_cache}.get(args.command, cmd_demo)(args)
+        return {"args": cmd_args, "cache": cmd_cache, "diagnose": cmd_diagnose}.get(args.command, cmd_demo)(args)
     except ConfigError as exc:  # a bad input (argument, data, model): one line; anything else is a bug and shows
         print(f"unlock-eval: error: {exc}", file=sys.stderr)
         return 2

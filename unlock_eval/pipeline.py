@@ -108,9 +108,7 @@ class Extractor:
             self.loaded.append(spec)
         return self.models[spec]
 
-    def states(self, spec: str, template: str, questions: Sequence[str]) -> tuple[torch.Tensor, str]:
-        """Final-token states `[L, n, d]` of `spec` on `template` filled with each question; cached."""
-        layers_path, layers_arg = self.layers_paths.get(spec, (None, "layers_path"))
+    def _states_parts(self, spec: str, template: str, questions: Sequence[str]) -> dict:
         parts = {
             "model": self.identity(spec),
             "template": template,
@@ -119,8 +117,19 @@ class Extractor:
             "dtype": str(self.dtype),
             "capture_version": CAPTURE_VERSION,
         }
+        layers_path = self.layers_paths.get(spec, (None, ""))[0]
         if layers_path:
             parts["layers_path"] = layers_path
+        return parts
+
+    def has_states(self, spec: str, template: str, questions: Sequence[str]) -> bool:
+        """Whether these states are in the cache already (reading them would run no forward pass)."""
+        return self.cache.path("states", fingerprint(self._states_parts(spec, template, questions))).is_file()
+
+    def states(self, spec: str, template: str, questions: Sequence[str]) -> tuple[torch.Tensor, str]:
+        """Final-token states `[L, n, d]` of `spec` on `template` filled with each question; cached."""
+        layers_path, layers_arg = self.layers_paths.get(spec, (None, "layers_path"))
+        parts = self._states_parts(spec, template, questions)
         key = fingerprint(parts)
 
         def build():

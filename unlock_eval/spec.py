@@ -26,8 +26,10 @@ def _check_shared_template(value: str) -> None:
         raise ConfigError(f"shared_template={value!r}: allowed values are locked, unlocked")
 
 
-def _layers(name: str, value: object) -> list[int] | None:
-    return None if str(value).strip().lower() == "all" else as_index_list(name, value)
+def _layers(name: str, value: object) -> list[int] | str | None:
+    """all (None), aligned (resolved from the diagnostics at start-up) or a list of layer indices."""
+    text = str(value).strip().lower()
+    return None if text == "all" else "aligned" if text == "aligned" else as_index_list(name, value)
 
 
 def _alphas(name: str, value: object) -> list[float]:
@@ -120,7 +122,12 @@ class UnlockSpec(PromptTemplates, TransferModels):
         masterkey.DEFAULT_AGGREGATOR, " or ".join(masterkey.AGGREGATORS), check=masterkey.check_aggregator
     )
     mode: str = param(DEFAULT_MODE, " or ".join(MODES), check=check_mode)
-    layers: list[int] | None = param(None, "target layers to steer: all (default), 3-10 (inclusive) or 3;5;7", _layers)
+    layers: list[int] | str | None = param(
+        None,
+        "target layers to steer: all (default), 3-10 (inclusive), 3;5;7, or aligned (a transferred key's layers "
+        "that pass the diagnostics: held-out R² > 0 and, prompt-induced, agreement in sign with the target's own key)",
+        _layers,
+    )
     layer_map: str | list[int] = param(align.DEFAULT_LAYER_MAP, LAYER_MAP_HELP, _layer_map, align.check_layer_map)
     extract_from: str = param(prompts.DEFAULT_EXTRACT_FROM, EXTRACT_FROM_HELP, check=prompts.check_extraction_source)
     share_alphas: list[float] | None = param(
@@ -157,6 +164,11 @@ class UnlockSpec(PromptTemplates, TransferModels):
         if self.source_layers_path and {self.source, self.source_locked} <= {self.target}:
             raise ConfigError(
                 "source_layers_path: the source is the target here (native steering), so layers_path applies to it"
+            )
+        if self.layers == "aligned" and self.target in (self.source, self.source_locked):
+            raise ConfigError(
+                "layers=aligned selects the layers where a transferred key is trustworthy; here the source is the "
+                "target (native steering: nothing is transferred), so give layers=all or a list"
             )
         if not self.model_induced and self.locked_template == self.unlocked_template:
             raise ConfigError(
