@@ -56,3 +56,21 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"unlock-eval report: error: {exc}", file=sys.stderr)
         return 2
+
+
+def behaviour_main(argv: list[str] | None = None) -> int:
+    """`unlock-eval behaviour RESULTS...`: behaviour metrics per run and task from lm-eval sample logs."""
+    p = argparse.ArgumentParser(prog="unlock-eval behaviour", description=behaviour_main.__doc__)
+    p.add_argument("results", nargs="+", help="lm-eval output folders or results_*.json files (run with --log_samples)")
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from .behaviour import format_behaviour
+    from .runs import load_runs
+
+    try:
+        runs, _ = load_runs(args.results)
+    except ConfigError as exc:
+        print(f"unlock-eval behaviour: error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(format_behaviour(runs))
+    return 0

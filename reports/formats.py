@@ -7,12 +7,20 @@ import io
 
 from tabulate import tabulate
 
+from .behaviour import NGRAM, STEP_LINES
 from .runs import HYPER_KEYS
 from .stats import LEGEND, format_delta
 from .table import EXTRAS, Cell, Table
 
 FORMATS = ("md", "csv", "latex", "html")
-EXTRA_HEADERS = {"answer_found": "answer found", "setup_s": "set-up s", "extra_passes": "extra passes/token"}
+EXTRA_HEADERS = {
+    "answer_found": "answer found",
+    "steps": "step-structured",
+    "repetition": "repetition",
+    "first_word_entropy": "first-word H (bits)",
+    "setup_s": "set-up s",
+    "extra_passes": "extra passes/token",
+}
 _BOLD = {"md": "**{}**", "latex": "\\textbf{{{}}}", "html": "<b>{}</b>"}
 
 
@@ -52,7 +60,8 @@ def grid(table: Table, fmt: str) -> tuple[list[str], list[list[str]]]:
             cell = table.cells.get((i, column), Cell(None))
             row.append(_number(cell, fmt))
             row.append("baseline" if table.baseline.get(i) == i else (format_delta(cell.delta) if cell.delta else ""))
-        digits = {"gen_len": 1, "answer_found": 3, "setup_s": 1, "extra_passes": None}
+        digits = {"gen_len": 1, "answer_found": 3, "steps": 2, "repetition": 3, "first_word_entropy": 2}
+        digits.update(setup_s=1, extra_passes=None)
         row += [_number(table.extras[(i, name)], fmt, digits[name]) for name in EXTRAS]
         rows.append([value if value.startswith("\\textbf") else _esc(value, fmt) for value in row])
     return [_esc(h, fmt) for h in headers], rows
@@ -62,6 +71,11 @@ def footnotes(table: Table) -> list[str]:
     bases = sorted({table.rows[j].label for j in table.baseline.values() if j is not None})
     notes = [f"Δ: against {' / '.join(bases) if bases else 'no baseline (no plain run given)'}", LEGEND]
     notes.append(f"gen len: mean generated length in {table.length_unit}; best value per column in bold")
+    notes.append(
+        f"behaviour (logged samples): step-structured = share with >= {STEP_LINES} lines or a numbered step before "
+        f"the answer; repetition = share of repeated word {NGRAM}-grams; first-word H = entropy of the first generated "
+        "word over documents (lower = sharper; top words in the behaviour figure and `unlock-eval behaviour`)"
+    )
     return notes + table.notes
 
 

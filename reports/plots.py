@@ -1,4 +1,5 @@
-"""Report figures (matplotlib, headless): accuracy vs alpha and vs k per task, generated-length distributions."""
+"""Report figures (matplotlib, headless): accuracy vs alpha and vs k per task, generated-length distributions,
+behaviour per run."""
 
 from __future__ import annotations
 
@@ -71,14 +72,43 @@ def length_figure(table: Table):
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 0.6 * len(data) + 1.5))
-    ax.boxplot(data, vert=False, labels=labels)
+    ax.boxplot(data, orientation="horizontal", tick_labels=labels)
     ax.set_xlabel(f"generated length ({table.length_unit})")
     ax.set_title("generated length per run")
     fig.tight_layout()
     return figure_from_matplotlib(fig, "generated_length", f"generated length per run ({table.length_unit})")
 
 
+def behaviour_figure(table: Table):
+    """Per row: share of step-structured outputs, repetition, and the first-word entropy annotated with the most
+    common first words; None without logged samples."""
+    from .html import figure_from_matplotlib
+
+    rows = [(i, b) for i, b in sorted(table.behaviour.items())]
+    if not rows:
+        return None
+    labels = [
+        table.rows[i].label if len(table.rows[i].label) < 40 else table.rows[i].label[:37] + "..." for i, _ in rows
+    ]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(11, 0.5 * len(rows) + 1.8), sharey=True)
+    panels = [("step-structured share", [b.step_structured for _, b in rows]),
+              ("repetition (repeated 4-grams)", [b.repetition for _, b in rows]),
+              ("first-word entropy (bits)", [b.first_word_entropy for _, b in rows])]  # fmt: skip
+    for ax, (title, values) in zip(axes, panels):
+        ax.barh(range(len(rows)), values)
+        ax.set_title(title, fontsize="small")
+    for y, (_, b) in enumerate(rows):
+        axes[2].annotate(b.top_words_text(2), (0, y), xytext=(3, 0), textcoords="offset points", va="center",
+                         fontsize="x-small")  # fmt: skip
+    axes[0].set_yticks(range(len(rows)), labels)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    caption = "behaviour per run: step-structured outputs, repetition, first generated word (entropy, top words)"
+    return figure_from_matplotlib(fig, "behaviour", caption)
+
+
 def report_figures(table: Table) -> list:
     figures = sweep_figures(table, "alpha") + sweep_figures(table, "k")
-    length = length_figure(table)
-    return figures + ([length] if length is not None else [])
+    extra = [length_figure(table), behaviour_figure(table)]
+    return figures + [figure for figure in extra if figure is not None]

@@ -9,10 +9,12 @@ from typing import Any
 
 from unlock_eval.errors import ConfigError
 
+from .behaviour import Behaviour, behaviour, run_samples
 from .runs import HYPER_KEYS, Run
 from .stats import Delta, paired_delta, unpaired_delta
 
-EXTRAS = ("gen_len", "answer_found", "setup_s", "extra_passes")  # per row, beside the task columns
+EXTRAS = ("gen_len", "answer_found", "steps", "repetition", "first_word_entropy", "setup_s", "extra_passes")
+BEHAVIOUR = {"gen_len", "steps", "repetition", "first_word_entropy"}  # descriptive: no "best" is marked
 LOWER_IS_BETTER = {"setup_s", "extra_passes"}
 
 
@@ -38,6 +40,7 @@ class Table:
     notes: list[str] = field(default_factory=list)
     lengths: dict[int, list[float]] = field(default_factory=dict)  # row -> per-sample generated length, in the unit
     marks: dict[int, str] = field(default_factory=dict)  # row -> a remark shown with its method, e.g. "chosen on dev"
+    behaviour: dict[int, Behaviour] = field(default_factory=dict)  # row -> behaviour of its logged samples
 
     def records(self) -> list[dict[str, Any]]:
         """One flat dict per row (what csv writes; numbers unformatted)."""
@@ -146,20 +149,27 @@ def build_table(rows: list[Run], notes: list[str] | None = None, baseline: str |
     use_tokens = all(t is not None for t in tokenizers.values())
     extras: dict[tuple[int, str], Cell] = {}
     all_lengths: dict[int, list[float]] = {}
+    behaviours: dict[int, Behaviour] = {}
     for i, run in enumerate(rows):
         lengths = all_lengths[i] = _generated_lengths(run, tokenizers[run.target] if use_tokens else None)
         found = [t.metrics["answer_found"] for t in run.tasks.values() if "answer_found" in t.metrics]
         record = run.record or {}
         extras[(i, "gen_len")] = Cell(sum(lengths) / len(lengths) if lengths else None)
         extras[(i, "answer_found")] = Cell(sum(found) / len(found) if found else None)
+        b = behaviour(run_samples(run))
+        if b is not None:
+            behaviours[i] = b
+        extras[(i, "steps")] = Cell(b and b.step_structured)
+        extras[(i, "repetition")] = Cell(b and b.repetition)
+        extras[(i, "first_word_entropy")] = Cell(b and b.first_word_entropy)
         extras[(i, "setup_s")] = Cell(record.get("setup_seconds"))
         extras[(i, "extra_passes")] = Cell(record.get("extra_forward_passes_per_token", 0))
     _mark_best(cells, columns, len(rows), higher=True)
     for name in EXTRAS:
-        if name != "gen_len":
+        if name not in BEHAVIOUR:
             _mark_best(extras, [name], len(rows), higher=name not in LOWER_IS_BETTER)
     unit = "target tokens" if use_tokens else "pieces, tokenizer-free"
-    return Table(rows, columns, cells, extras, base, unit, list(notes or []), all_lengths)
+    return Table(rows, columns, cells, extras, base, unit, list(notes or []), all_lengths, behaviour=behaviours)
 
 
 def _mark_best(cells: dict[tuple[int, str], Cell], columns: list[str], n: int, higher: bool) -> None:

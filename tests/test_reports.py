@@ -149,6 +149,22 @@ def test_rows_columns_values_stderr_and_paired_deltas(world):
     assert zero.delta == 0 and zero.low == zero.high == 0
 
 
+def test_behaviour_columns_and_command_read_the_logged_samples(world, capsys):
+    from unlock_eval.reports.behaviour import behaviour
+    from unlock_eval.reports.cli import behaviour_main
+
+    table = report([world["out"]])
+    for i, run in enumerate(table.rows):
+        texts = [s["resps"][0][0] for s in run.tasks["tiny_plant"].samples.values()]
+        expected = behaviour([{"resps": [[t]]} for t in texts])
+        assert table.extras[(i, "steps")].value == expected.step_structured
+        assert table.extras[(i, "first_word_entropy")].value == pytest.approx(expected.first_word_entropy)
+    assert behaviour_main([str(world["out"])]) == 0
+    out = capsys.readouterr().out
+    assert out.count("tiny_plant") == 4 and "first-word entropy (bits)" in out and "top first words" in out
+    assert behaviour_main([str(world["out"] / "missing")]) == 2
+
+
 def test_every_format_carries_the_same_numbers(world):
     table = report([world["out"]])
     md = render(table, "md")
@@ -187,6 +203,7 @@ def test_cli_writes_html_with_plots_and_merges_reruns(world, tmp_path):
     assert text.count("<img") >= 1 and "data:image/png;base64," in text
     assert "ran more than once; the latest" in text and "0.500" in text
     assert (tmp_path / "p" / "generated_length.png").stat().st_size > 1000
+    assert (tmp_path / "p" / "behaviour.png").stat().st_size > 1000 and "step-structured" in text
     assert (tmp_path / "p" / "tiny_plant_vs_alpha.png").stat().st_size > 1000  # the two native runs: one line
     # the page itself, in a real headless browser: the table's rows render, every image has a natural size
     exe = chromium()

@@ -93,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         from .reports.cli import main as report_main
 
         return report_main(argv[1:])
+    if argv[:1] == ["behaviour"]:
+        from .reports.cli import behaviour_main
+
+        return behaviour_main(argv[1:])
     if argv[:1] == ["sweep"]:  # its own parser; unknown flags go to every lm-eval run
         from .reports.sweep import main as sweep_main
 
