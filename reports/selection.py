@@ -19,6 +19,7 @@ from unlock_eval.errors import ConfigError
 # our tasks' loaders (tasks/utils.py) -> the split a dev slice is drawn from
 DEV_SOURCE = {
     "load_gsm8k": "train",
+    "load_arith": "train",
     "load_math": "train",
     "load_math500": "test",
     "load_agieval_math": "test",

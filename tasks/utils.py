@@ -59,6 +59,10 @@ def load_math(unlock_subject: str | None = None, unlock_select: dict[str, Any] |
     return _selected(load_benchmark("math", unlock_subject), unlock_select)
 
 
+def load_arith(unlock_select: dict[str, Any] | None = None, **_: Any):
+    return _selected(load_benchmark("arith"), unlock_select)
+
+
 def load_math500(unlock_select: dict[str, Any] | None = None, **_: Any):
     return _selected(load_benchmark("math500"), unlock_select)
 

@@ -43,7 +43,7 @@ LOCKED_OF = {"": "", "_cot": "", "_qa": "_qa", "_qa_cot": "_qa"}
 def leaf_tasks(infix: str) -> list[str]:
     return [
         f"math{infix}_unlock_{s}" if b == "math" else f"{b}{infix}_unlock"
-        for b in BENCHMARKS
+        for b in [*BENCHMARKS, "arith"]
         for s in (data.MATH_SUBJECTS if b == "math" else [None])
     ]
 
@@ -596,3 +596,25 @@ def test_lm_eval_cli_with_embedded_model(tmp_path):
     samples = [json.loads(line) for f in tmp_path.rglob("samples_gsm8k_unlock_*.jsonl") for line in open(f)]
     record = json.loads(samples[0]["filtered_resps"][0])
     assert set(record) == {"answer", "rule", "gold", "correct", "verdict", "gen_len_pieces"}
+
+
+def test_arith_is_generated_deterministic_disjoint_and_checkable():
+    """The offline task: the same rows on every call, train and test share no question, every gold answer is the
+    value its rationale computes, and the task loads through our loader with gold answers the checker reads."""
+    from unlock_eval import arith
+
+    train, test = arith.rows("train"), arith.rows("test")
+    assert (len(train), len(test)) == (arith.SIZES["train"], arith.SIZES["test"]) and train == arith.rows("train")
+    assert not {r["question"] for r in train} & {r["question"] for r in test}
+    assert len({r["question"] for r in test}) == len(test)
+    for row in train + test:
+        rationale, gold = row["answer"].rsplit("\n#### ", 1)
+        last = re.findall(r"= (\d+)", rationale)[-1]
+        assert last == gold and int(gold) >= 0, row
+    assert arith._generate(arith.SEEDS["test"], 5) == arith._generate(arith.SEEDS["test"], 5)
+    docs = utils.process_gsm8k(utils.load_arith()["test"])
+    assert docs[0]["gold_answer"] == test[0]["answer"].rsplit("#### ", 1)[1]
+    assert utils.score_text("The final answer is <atok> " + docs[0]["gold_answer"], docs[0])["correct"]
+    from unlock_eval.prompts import load_questions
+
+    assert load_questions("arith", 8) == [r["question"] for r in train[-8:]]  # extract_from=arith: offline

@@ -1,5 +1,6 @@
 """Benchmark data (GSM8K, MATH, MATH-500, AGIEval Math, SAT-Math): the Hub data sets upstream lm-eval uses, or
-local JSONL files in the upstream layouts under $UNLOCK_EVAL_DATA_DIR, converted to the Hub schema.
+local JSONL files in the upstream layouts under $UNLOCK_EVAL_DATA_DIR, converted to the Hub schema; and `arith`,
+generated in the repository (unlock_eval.arith).
 
 One reading of the variable for the tasks and the extraction prompts alike: unset or empty means the Hub; a
 folder means local files only (a missing file is an error naming the path and the variable, never a fallback).
@@ -36,6 +37,9 @@ LOCAL_FILES = {
     "agieval_math": {"test": "agieval/math.jsonl"},
     "agieval_sat_math": {"test": "agieval/sat-math.jsonl"},
 }
+
+#: Benchmarks generated in the repository (no Hub, no local files): name -> splits (unlock_eval.arith).
+GENERATED = {"arith": ("train", "test")}
 
 #: MATH subjects: Hub config name == folder in the original tar layout == unique_id's middle part.
 MATH_SUBJECTS = (
@@ -144,9 +148,15 @@ def _from_hub(benchmark: str, config_name: str | None, split: str | None = None)
         ) from None
 
 
+def _generated(benchmark: str, split: str) -> list[dict[str, Any]]:
+    from . import arith
+
+    return arith.rows(split)
+
+
 def _check_benchmark(benchmark: str, subject: str | None) -> None:
-    if benchmark not in HUB:
-        raise ConfigError(f"unknown benchmark {benchmark!r}; valid: {', '.join(HUB)}")
+    if benchmark not in HUB and benchmark not in GENERATED:
+        raise ConfigError(f"unknown benchmark {benchmark!r}; valid: {', '.join([*HUB, *GENERATED])}")
     if subject is not None and subject not in MATH_SUBJECTS:
         raise ConfigError(f"unknown MATH subject {subject!r}; valid: {', '.join(MATH_SUBJECTS)}")
 
@@ -155,6 +165,10 @@ def load_split(benchmark: str, split: str) -> list[dict[str, Any]]:
     """Every row of one split (MATH: all subjects, in subject order), in the Hub schema, from
     $UNLOCK_EVAL_DATA_DIR or the Hub: what MasterKeys are extracted from."""
     _check_benchmark(benchmark, None)
+    if benchmark in GENERATED:
+        if split not in GENERATED[benchmark]:
+            raise ConfigError(f"{benchmark} has no {split!r} split; it has {', '.join(GENERATED[benchmark])}")
+        return _generated(benchmark, split)
     if split not in LOCAL_FILES[benchmark]:
         raise ConfigError(f"{benchmark} has no {split!r} split; it has {', '.join(LOCAL_FILES[benchmark])}")
     if data_dir() is not None:
@@ -171,6 +185,10 @@ def load_benchmark(benchmark: str, subject: str | None = None):
     _check_benchmark(benchmark, subject)
     if (benchmark == "math") != (subject is not None):
         raise ConfigError("load_benchmark: subject is required for 'math' and only for it")
+    if benchmark in GENERATED:
+        return datasets.DatasetDict(
+            {split: datasets.Dataset.from_list(_generated(benchmark, split)) for split in GENERATED[benchmark]}
+        )
     root = data_dir()
     if root is None:
         return _from_hub(benchmark, subject if benchmark == "math" else HUB[benchmark][1])

@@ -55,11 +55,13 @@ DEFAULT_CAPABILITY = "cot"
 EXTRACTION_SETS: dict[str, tuple[str, str, str]] = {
     "gsm8k": ("gsm8k", "train", "question"),
     "math": ("math", "train", "problem"),
+    "arith": ("arith", "train", "question"),  # generated in the repository: offline without any data
 }
 DEFAULT_EXTRACT_FROM = "gsm8k"
 # Task names (ours and upstream lm-eval's) -> the extraction set drawn from the same data set's train split.
 TASK_FAMILIES = (
     (r"gsm8k(_|$)", "gsm8k"),
+    (r"arith(_|$)", "arith"),
     (r"agieval_sat_math", None),
     (r"agieval_math(_|$)", "math"),
     (r"math(500)?(_|$)", "math"),

@@ -52,7 +52,7 @@ TEMPLATE_PRESETS_HELP = f"template preset: {' or '.join(prompts.CAPABILITIES)} (
 SHARED_TEMPLATE_HELP = "two checkpoints: the preset template both see, locked (default) or unlocked"
 LAYER_MAP_HELP = f"{' or '.join(align.LAYER_MAPS)}, or one source layer per target layer as 0;2;4;..."
 EXTRACT_FROM_HELP = (
-    f"{' or '.join(prompts.EXTRACTION_SETS)} (train split: Hub, or UNLOCK_EVAL_DATA_DIR when set) "
+    "gsm8k or math (train split: Hub, or UNLOCK_EVAL_DATA_DIR when set), arith (generated, offline) "
     "or a .jsonl with question/problem"
 )
 
