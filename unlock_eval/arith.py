@@ -1,5 +1,6 @@
-"""`arith`: one- and two-step arithmetic word problems from a seeded generator, in GSM8K's format (question, and an
-answer whose rationale ends in `#### N`): a task small models are off the floor on, for the offline demo.
+"""`arith`: one- and two-step arithmetic word problems with small numbers (two thirds one-step, operands under 10)
+from a seeded generator, in GSM8K's format (question, and an answer whose rationale ends in `#### N`): a task the
+embedded models are off the floor on, for the offline demo.
 
 Deterministic: the same rows on every machine and every call (Python's `random.Random(seed)` is stable across
 versions for `randrange`/`choice` on the same inputs). Train (extraction prompts) and test (scoring) come from
@@ -19,7 +20,7 @@ ITEMS = ["apples", "pencils", "stickers", "marbles", "cookies", "books", "shells
 
 def _one_step(rng: random.Random) -> tuple[str, str, int]:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    a, b = rng.randrange(2, 20), rng.randrange(2, 10)
+    a, b = rng.randrange(2, 10), rng.randrange(1, 6)
     kind = rng.randrange(4)
     if kind == 0:
         return (f"{name} has {a} {item}. {name} gets {b} more {item}. How many {item} does {name} have now?",
@@ -29,15 +30,17 @@ def _one_step(rng: random.Random) -> tuple[str, str, int]:
         return (f"{name} has {a} {item} and gives away {b} of them. How many {item} does {name} have left?",
                 f"{name} has {a} - {b} = {a - b} {item} left.", a - b)  # fmt: skip
     if kind == 2:
+        a, b = rng.randrange(2, 6), rng.randrange(2, 5)
         return (f"{name} has {b} boxes with {a} {item} in each box. How many {item} does {name} have in all?",
                 f"{name} has {b} * {a} = {a * b} {item}.", a * b)  # fmt: skip
+    a, b = rng.randrange(2, 6), rng.randrange(2, 5)
     return (f"{name} shares {a * b} {item} equally among {b} friends. How many {item} does each friend get?",
             f"Each friend gets {a * b} / {b} = {a} {item}.", a)  # fmt: skip
 
 
 def _two_step(rng: random.Random) -> tuple[str, str, int]:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    a, b, c = rng.randrange(5, 30), rng.randrange(2, 8), rng.randrange(2, 8)
+    a, b, c = rng.randrange(3, 10), rng.randrange(2, 5), rng.randrange(2, 5)
     kind = rng.randrange(3)
     if kind == 0:
         return (f"{name} has {a} {item}. {name} buys {b} packs with {c} {item} in each pack. "
@@ -58,7 +61,7 @@ def _two_step(rng: random.Random) -> tuple[str, str, int]:
 def _generate(seed: int, count: int, exclude: frozenset[str] = frozenset()) -> list[dict[str, str]]:
     rng, rows, seen = random.Random(seed), [], set(exclude)
     while len(rows) < count:
-        question, rationale, answer = (_one_step if rng.random() < 0.5 else _two_step)(rng)
+        question, rationale, answer = (_one_step if rng.random() < 2 / 3 else _two_step)(rng)
         if question in seen:
             continue
         seen.add(question)
