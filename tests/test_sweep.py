@@ -204,7 +204,7 @@ def test_embedded_pair_sweep_extracts_once_and_writes_the_report(tmp_path):
     cache, out = cache_without_artifacts(tmp_path / "cache"), tmp_path / "out"
     argv = ["--model_args", f"source=smollm2-135m-instruct,target=gemma3-270m,n=8,cache_dir={cache}",
             "--alphas", "0.1,0.2", "--ks", "2,4", "--tasks", "gsm8k_unlock", "--limit", "4",
-            "--gen_kwargs", "max_gen_toks=16", "--device", "cpu", "--output_path", str(out)]  # fmt: skip
+            "--gen_kwargs", "max_gen_toks=8", "--device", "cpu", "--output_path", str(out)]  # fmt: skip
     assert sweep_main(argv) == 0
     recs = records(out)
     passes = {name: r["details"]["extraction_forward_passes"] for name, r in recs.items()}
