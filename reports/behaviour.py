@@ -47,7 +47,8 @@ def first_word(text: str) -> str:
 
 def entropy_bits(counts: Counter) -> float:
     total = sum(counts.values())
-    return -sum(c / total * math.log2(c / total) for c in counts.values() if c) if total else 0.0
+    bits = -sum(c / total * math.log2(c / total) for c in counts.values() if c) if total else 0.0
+    return bits if bits > 0 else 0.0  # one word everywhere: 0, not -0
 
 
 @dataclass

@@ -8,6 +8,11 @@ from collections import defaultdict
 from .table import Table
 
 
+def _short(label: str, width: int = 48) -> str:
+    """A row label for an axis: its start and its end (where the settings that tell rows apart are) kept."""
+    return label if len(label) <= width else label[: width // 2 - 2] + " … " + label[-(width // 2 - 1) :]
+
+
 def _pyplot():
     import matplotlib
 
@@ -67,7 +72,7 @@ def length_figure(table: Table):
         lengths = table.lengths.get(i)  # measured once, when the table was built
         if lengths:
             data.append(lengths)
-            labels.append(run.label if len(run.label) < 40 else run.label[:37] + "...")
+            labels.append(_short(run.label))
     if not data:
         return None
     plt = _pyplot()
@@ -87,9 +92,7 @@ def behaviour_figure(table: Table):
     rows = [(i, b) for i, b in sorted(table.behaviour.items())]
     if not rows:
         return None
-    labels = [
-        table.rows[i].label if len(table.rows[i].label) < 40 else table.rows[i].label[:37] + "..." for i, _ in rows
-    ]
+    labels = [_short(table.rows[i].label) for i, _ in rows]
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(11, 0.5 * len(rows) + 1.8), sharey=True)
     panels = [("step-structured share", [b.step_structured for _, b in rows]),

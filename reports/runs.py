@@ -13,7 +13,7 @@ from unlock_eval.method import RECORD_KEY, method_of
 
 logger = logging.getLogger("unlock_eval.reports")
 METRIC_PREFERENCE = ("acc", "exact_match", "acc_norm")  # the column's score: the first one a task reports
-HYPER_KEYS = ("alpha", "k", "n", "aggregator", "mode", "lam", "capability")
+HYPER_KEYS = ("alpha", "k", "n", "aggregator", "mode", "layers", "lam", "capability")
 
 
 @dataclass

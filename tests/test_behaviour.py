@@ -1,7 +1,5 @@
 """Behaviour metrics of generations: step structure, repetition, first-word entropy, from logged samples."""
 
-import math
-
 import pytest
 
 from unlock_eval.reports.behaviour import behaviour, entropy_bits, first_word, repetition, step_structured
@@ -44,4 +42,4 @@ def test_behaviour_of_samples():
     assert b.top_first_words[0] == ("step", 0.5) and b.first_word_entropy == pytest.approx(1.0)  # step, step, the, the
     assert b.top_words_text(2) == "step 50%, the 50%"
     assert behaviour([]) is None
-    assert math.isclose(behaviour([{"resps": [["x"]]}]).first_word_entropy, 0.0)
+    assert str(behaviour([{"resps": [["x"]]}, {"resps": [["x y"]]}]).first_word_entropy) == "0.0"  # not -0.0

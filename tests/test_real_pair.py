@@ -104,6 +104,8 @@ def test_diagnose_table_json_and_plot_on_the_real_pair(tmp_path, capsys):
     assert rows[0]["sign"] == "opposes" and max(r["cos"] for r in rows) > 0.5  # measured: layer 0 -0.76, layer 5 0.70
     assert all(r["cka"] > r["cka_chance"] for r in rows)
     assert report["verdict"].startswith("transferred key agrees")
+    assert main([*base, "--sweep-k", "4,64"]) == 2  # k=64 > n=32: one line, before any capture
+    assert "unlock-eval: error: --sweep-k: k=64 does not fit n=32" in capsys.readouterr().err
 
 
 def test_real_target_steering_changes_generation_and_keeps_batch_equivalence(tmp_path):

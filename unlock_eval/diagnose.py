@@ -193,10 +193,10 @@ def run_diagnosis(
             "diagnose compares a transferred key with the target's own: give a source other than the target"
         )
     n_max = max([spec.n, *sweep_n])
-    for k in [spec.k, *sweep_k]:
-        for n in [spec.n, *sweep_n]:
-            if k > n - (spec.aggregator == "pca") and (k == spec.k or n == spec.n):
-                raise ConfigError(f"k={k} does not fit n={n} (k <= n, k <= n - 1 with pca)")
+    centred = spec.aggregator == "pca"
+    for flag, k, n in [*(("--sweep-k", k, spec.n) for k in sweep_k), *(("--sweep-n", spec.k, n) for n in sweep_n)]:
+        if k > n - centred:
+            raise ConfigError(f"{flag}: k={k} does not fit n={n} (k <= n, k <= n - 1 with pca)")
     questions = load_questions(spec.extract_from, n_max)
     extractor = Extractor.for_spec(spec, progress=progress)
     pair = capture_pair(extractor, spec, questions)
@@ -209,13 +209,13 @@ def run_diagnosis(
     if sweep_k:
         sub = pair.last(spec.n)
         mapping, _ = resolve_layer_map(layer_map, sub.source_locked.shape[0], sub.target_locked.shape[0])
-        center, k_max = spec.aggregator == "pca", max(sweep_k)
+        k_max = max(sweep_k)
         bases = (
-            Bases.compute(sub.source_locked, k_max, center, mapping),
-            Bases.compute(sub.target_locked, k_max, center),
+            Bases.compute(sub.source_locked, k_max, centred, mapping),
+            Bases.compute(sub.target_locked, k_max, centred),
         )  # one decomposition for the whole k sweep
         sweep_k_rows = {k: at(spec.n, k, bases) for k in sorted(sweep_k)}
-    sweep_n_rows = {n: at(n, spec.k) for n in sorted(sweep_n) if spec.k <= n - (spec.aggregator == "pca")}
+    sweep_n_rows = {n: at(n, spec.k) for n in sorted(sweep_n)}
     return Diagnosis(
         source=spec.source,
         target=spec.target,
