@@ -48,7 +48,7 @@ def leaf_tasks(infix: str) -> list[str]:
     ]
 
 
-LEAF_TASKS = leaf_tasks("")  # the paper's locked prompt
+LEAF_TASKS = [t for t in leaf_tasks("") if not t.startswith("arith")]  # the unlock_math group (locked prompt)
 ALL_LEAF_TASKS = [t for infix in VARIANTS for t in leaf_tasks(infix)]
 GROUPS = [g for infix in VARIANTS for g in (f"math{infix}_unlock", f"unlock_math{infix}")]
 
