@@ -42,15 +42,17 @@ class PairStates:
         return PairStates(*cut)
 
 
-def capture_pair(extractor: Extractor, spec: UnlockSpec, questions: list[str], native: bool = True) -> PairStates:
-    """States of `spec`'s models through the extractor's cache (captured only when missing)."""
-    states = extractor.states
-    return PairStates(
-        states(spec.source_locked, spec.locked_template, questions)[0],
-        states(spec.source, spec.unlocked_template, questions)[0],
-        states(spec.target, spec.locked_template, questions)[0],
-        states(spec.target, spec.unlocked_template, questions)[0] if native and not spec.model_induced else None,
-    )
+def capture_pair(
+    extractor: Extractor, spec: UnlockSpec, questions: list[str], native: bool = True
+) -> tuple[PairStates, list[str]]:
+    """States of `spec`'s models through the extractor's cache (captured only when missing), and their cache keys."""
+    roles = [(spec.source_locked, spec.locked_template), (spec.source, spec.unlocked_template),
+             (spec.target, spec.locked_template)]  # fmt: skip
+    if native and not spec.model_induced:
+        roles.append((spec.target, spec.unlocked_template))
+    loaded = [extractor.states(model, template, questions) for model, template in roles]
+    tensors = [states for states, _ in loaded] + [None] * (4 - len(loaded))
+    return PairStates(*tensors), [key for _, key in loaded]
 
 
 def diagnose_states(
@@ -107,17 +109,7 @@ def cached_diagnostics(
     records and what `layers=aligned` reads. With `native`, the target's unlocked states are captured if missing."""
     from dataclasses import fields
 
-    pair = capture_pair(extractor, spec, questions, native=native)
-    state_keys = [
-        extractor.states(m, t, questions)[1]
-        for m, t in (
-            (spec.source_locked, spec.locked_template),
-            (spec.source, spec.unlocked_template),
-            (spec.target, spec.locked_template),
-        )  # fmt: skip
-    ]
-    if pair.target_unlocked is not None:
-        state_keys.append(extractor.states(spec.target, spec.unlocked_template, questions)[1])
+    pair, state_keys = capture_pair(extractor, spec, questions, native=native)
     parts = {"states": state_keys, "k": spec.k, "aggregator": spec.aggregator, "folds": folds,
              "layer_map": spec.layer_map, "version": DIAGNOSTICS_VERSION}  # fmt: skip
     names = [f.name for f in fields(LayerDiagnostics)]
@@ -199,7 +191,7 @@ def run_diagnosis(
             raise ConfigError(f"{flag}: k={k} does not fit n={n} (k <= n, k <= n - 1 with pca)")
     questions = load_questions(spec.extract_from, n_max)
     extractor = Extractor.for_spec(spec, progress=progress)
-    pair = capture_pair(extractor, spec, questions)
+    pair, _ = capture_pair(extractor, spec, questions)
     layer_map = spec.layer_map
 
     def at(n: int, k: int, bases=None):
