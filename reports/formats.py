@@ -79,8 +79,9 @@ def footnotes(table: Table) -> list[str]:
     return notes + table.notes
 
 
-def render(table: Table, fmt: str, figures=None, title: str = "unlock-eval report") -> str:
-    """The table in one of FORMATS; html embeds `figures` (reports.html.Figure) and the footnotes."""
+def render(table: Table, fmt: str, figures=None, title: str = "unlock-eval report", sections=()) -> str:
+    """The table in one of FORMATS; html embeds `figures` (reports.html.Figure) and the footnotes; md and html add
+    `sections`, (heading, preformatted text) pairs."""
     if fmt == "csv":
         records = table.records()
         buffer = io.StringIO()
@@ -91,14 +92,15 @@ def render(table: Table, fmt: str, figures=None, title: str = "unlock-eval repor
     headers, rows = grid(table, fmt)
     if fmt == "md":
         body = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-        return body + "\n\n" + "\n".join(f"- {note}" for note in footnotes(table)) + "\n"
+        blocks = "".join(f"\n## {head}\n\n```\n{text}\n```\n" for head, text in sections)
+        return body + "\n\n" + "\n".join(f"- {note}" for note in footnotes(table)) + "\n" + blocks
     if fmt == "latex":
         return tabulate(rows, headers=headers, tablefmt="latex_raw", disable_numparse=True) + "\n"
     from .html import render_page
 
     escaped = [[_escape_keep_bold(value) for value in row] for row in rows]
     table_html = tabulate(escaped, headers=headers, tablefmt="unsafehtml", disable_numparse=True)
-    return render_page(title, table_html, list(figures or []), footnotes(table))
+    return render_page(title, table_html, list(figures or []), footnotes(table), sections=list(sections))
 
 
 def _escape_keep_bold(value: str) -> str:

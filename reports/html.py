@@ -24,6 +24,7 @@ tbody tr:nth-child(even) { background: #f7f7f7; }
 td[style*="right"], td.num { text-align: right; font-family: monospace, monospace; font-variant-numeric: tabular-nums; }
 td b, td .best, td.best { font-weight: bold; background: #dfd; }
 figure { margin: 2em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
+pre { font-size: 0.8em; overflow-x: auto; background: #f7f7f7; padding: 0.5em; }
 .notes, .meta { font-size: 0.9em; color: #555; } .meta dt { font-weight: bold; float: left; margin-right: 0.5em; }
 """
 
@@ -61,9 +62,15 @@ def _figure_html(f: Figure) -> str:
 
 
 def render_page(
-    title: str, table_html: str, figures: list[Figure], notes: list[str], meta: dict[str, str] | None = None
+    title: str,
+    table_html: str,
+    figures: list[Figure],
+    notes: list[str],
+    meta: dict[str, str] | None = None,
+    sections: list[tuple[str, str]] = (),
 ) -> str:
-    """A complete HTML5 document. `table_html` is trusted markup (tabulate's html); every other text is escaped."""
+    """A complete HTML5 document. `table_html` is trusted markup (tabulate's html); every other text is escaped.
+    `sections` are (heading, preformatted text) blocks placed after the figures."""
     t = html.escape(title)
     parts = [
         "<!DOCTYPE html>",
@@ -75,6 +82,7 @@ def render_page(
     if notes:
         parts.append('<ol class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ol>")
     parts.extend(_figure_html(f) for f in figures)
+    parts.extend(f"<h2>{html.escape(head)}</h2>\n<pre>{html.escape(text)}</pre>" for head, text in sections)
     if meta:
         items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in meta.items())
         parts.append(f'<dl class="meta">{items}</dl>')

@@ -168,3 +168,15 @@ def load_runs(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
     if not runs:
         raise ConfigError("report: none of the given files holds a run unlock-eval can read")
     return list(runs.values()), notes
+
+
+def file_scores(results_file: Path) -> tuple[dict[str, tuple[str, float]], int | None]:
+    """Per task its main metric (as the report picks it), and the run's extraction forward passes (unlock runs)."""
+    data = json.loads(results_file.read_text())
+    scores = {}
+    for task, values in data["results"].items():
+        main = main_metric(values)
+        if main is not None:
+            scores[task] = (main[0], main[1])
+    record = data.get("config", {}).get(RECORD_KEY) or {}
+    return scores, (record.get("details") or {}).get("extraction_forward_passes")

@@ -25,6 +25,7 @@ from unlock_eval.errors import ConfigError
 from .grid import Grid, Point, build_grid
 from .html import write_page
 from .inprocess import reuse_model_across_alphas, run_lm_eval, shared_builtin_task_index
+from .runs import file_scores
 from .selection import SelectionTasks, choose, write_selection_tasks
 
 MANIFEST = "sweep.json"
@@ -161,7 +162,7 @@ class Sweep:
         results = sorted(folder.rglob("results_*.json"))
         if len(results) != 1:
             raise ConfigError(f"{label}: expected one results file under {folder}, found {len(results)}")
-        scores, passes = _scores(results[0])
+        scores, passes = file_scores(results[0])
         summary = ", ".join(f"{task} {metric} {value:.3f}" for task, (metric, value) in scores.items())
         extraction = f"; {passes} extraction forward passes" if passes is not None else ""
         self.log(f"{label}: {summary} ({time.perf_counter() - t0:.0f} s{extraction})")
@@ -306,22 +307,6 @@ def _point_label(hyper: dict) -> str | None:
         return Point(float(hyper["alpha"]), int(hyper["k"]), int(hyper["n"])).label()
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def _scores(results_file: Path) -> tuple[dict[str, tuple[str, float]], int | None]:
-    """Per task its main metric (as the report picks it), and the run's extraction forward passes (unlock runs)."""
-    from unlock_eval.method import RECORD_KEY
-
-    from .runs import main_metric
-
-    data = json.loads(results_file.read_text())
-    scores = {}
-    for task, values in data["results"].items():
-        main = main_metric(values)
-        if main is not None:
-            scores[task] = (main[0], main[1])
-    record = data.get("config", {}).get(RECORD_KEY) or {}
-    return scores, (record.get("details") or {}).get("extraction_forward_passes")
 
 
 def main(argv: list[str]) -> int:

@@ -195,7 +195,16 @@ def test_offline_extraction_names_the_data_set_and_the_variable(monkeypatch):
 def test_cli_reports_bad_input_in_one_line_and_never_looks_for_shared_data_itself():
     env = {**os.environ, "UNLOCK_EVAL_DATA_DIR": "", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "unlock_eval.cli", "demo"],
+        [
+            sys.executable,
+            "-m",
+            "unlock_eval.cli",
+            "diagnose",
+            "--source",
+            "smollm2-135m-instruct",
+            "--target",
+            "gemma3-270m",
+        ],
         cwd=REPO,
         env=env,  # ../shared/data
         capture_output=True,
@@ -208,14 +217,14 @@ def test_cli_reports_bad_input_in_one_line_and_never_looks_for_shared_data_itsel
 
 
 def test_cli_does_not_hide_bugs(monkeypatch):
-    from unlock_eval import cli, demo
+    from unlock_eval import cli, diagnose
 
-    def broken(**_):
+    def broken(*_, **__):
         raise ValueError("a bug, not a bad input")
 
-    monkeypatch.setattr(demo, "run_demo", broken)
+    monkeypatch.setattr(diagnose, "run_diagnosis", broken)
     with pytest.raises(ValueError, match="a bug"):
-        cli.main(["demo"])
+        cli.main(["diagnose", "--source", "smollm2-135m-instruct", "--target", "gemma3-270m"])
 
 
 def test_file_hash_memo_lives_in_the_cache_dir_it_is_given(tmp_path):

@@ -1,28 +1,11 @@
-"""`unlock-eval` command line: the offline demo, `cache` housekeeping, `run` (the lm-eval CLI with our models and
-tasks), `report` and `sweep` (both in unlock_eval.reports)."""
+"""`unlock-eval` command line: `run` (the lm-eval CLI with our models and tasks), `diagnose`, `args`, `cache`
+housekeeping, and `demo`, `report`, `sweep`, `behaviour` (in unlock_eval.reports)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import format_demo, run_demo
-
-    result = run_demo(
-        source=args.source,
-        target=args.target,
-        n=args.n,
-        k=args.k,
-        extract_from=args.extract_from,
-        aggregator=args.aggregator,
-        cache_dir=args.cache_dir,
-        batch_size=args.batch_size,
-    )
-    print(format_demo(result, args.source, args.target))
-    return 0
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
@@ -97,11 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         from .reports.cli import behaviour_main
 
         return behaviour_main(argv[1:])
+    if argv[:1] == ["demo"]:  # the comparison on the embedded pair (unlock_eval.reports.demo)
+        from .reports.demo import main as demo_main
+
+        return demo_main(argv[1:])
     if argv[:1] == ["sweep"]:  # its own parser; unknown flags go to every lm-eval run
         from .reports.sweep import main as sweep_main
 
         return sweep_main(argv[1:])
-    from .masterkey import AGGREGATORS, DEFAULT_AGGREGATOR
+    from .masterkey import AGGREGATORS
 
     parser = argparse.ArgumentParser(prog="unlock-eval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,19 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     from .model_adapters.registry import MODELS
 
     args_cmd.add_argument("model", nargs="?", default="unlock", choices=list(MODELS))
-    demo = sub.add_parser("demo", help="transfer a CoT key between the embedded models; per-layer diagnostics")
-    demo.add_argument("--source", default="smollm2-135m-instruct")
-    demo.add_argument("--target", default="gemma3-270m")
-    demo.add_argument("--n", type=int, default=32, help="number of GSM8K train questions (default 32)")
-    demo.add_argument("--k", type=int, default=8, help="subspace rank (default 8)")
-    demo.add_argument("--aggregator", choices=AGGREGATORS, default=DEFAULT_AGGREGATOR)
-    demo.add_argument(
-        "--extract-from",
-        default="gsm8k",
-        help="gsm8k or math (train split: UNLOCK_EVAL_DATA_DIR when set, else the Hub) or a .jsonl file",
+    sub.add_parser(
+        "demo", help="the comparison on the embedded pair: five methods through lm-eval, the table and HTML report"
     )
-    demo.add_argument("--cache-dir", default=None, help="artifact cache (default: UNLOCK_EVAL_CACHE_DIR or user cache)")
-    demo.add_argument("--batch-size", type=int, default=8)
     diag = sub.add_parser(
         "diagnose", help="will a transfer work? held-out R², CKA, cosine with the native key, per layer"
     )
@@ -162,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import ConfigError
 
     try:
-        return {"args": cmd_args, "cache": cmd_cache, "diagnose": cmd_diagnose}.get(args.command, cmd_demo)(args)
+        return {"args": cmd_args, "cache": cmd_cache, "diagnose": cmd_diagnose}[args.command](args)
     except ConfigError as exc:  # a bad input (argument, data, model): one line; anything else is a bug and shows
         print(f"unlock-eval: error: {exc}", file=sys.stderr)
         return 2

@@ -272,7 +272,17 @@ def _cos(row: LayerDiagnostics) -> str:
 
 
 def plot_diagnosis(d: Diagnosis, path: str) -> None:
-    """Held-out R², CKA and the cosine (with its interval and chance band) against relative depth; PNG or SVG."""
+    """Write diagnosis_figure to a PNG or SVG file."""
+    fig = diagnosis_figure(d)  # selects the headless backend before pyplot is imported here
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, metadata={"Software": None} if str(path).endswith(".png") else {"Date": None})
+    plt.close(fig)
+
+
+def diagnosis_figure(d: Diagnosis):
+    """Held-out R², CKA and the cosine (with its interval and chance band) against relative depth (a matplotlib
+    figure; the caller saves and closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -305,8 +315,7 @@ def plot_diagnosis(d: Diagnosis, path: str) -> None:
     bottom.legend(fontsize="x-small")
     fig.suptitle(f"{d.source} → {d.target} (n={d.n}, k={d.k})")
     fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None} if str(path).endswith(".png") else {"Date": None})
-    plt.close(fig)
+    return fig
 
 
 def to_json_text(d: Diagnosis) -> str:

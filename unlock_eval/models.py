@@ -51,6 +51,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
 }
 
 CONVERSION_VERSION = 2  # bump when the converted layout changes, so old conversions are not reused
+MARKER = "unlock_eval_source.json"  # written last into a converted folder: the conversion is complete
 
 
 @dataclass
@@ -114,7 +115,7 @@ def _convert_gguf(gguf_path: Path, cache_dir: Path) -> tuple[Path, str]:
 
     digest = file_sha256(gguf_path, cache_dir)
     final = cache_dir / "converted" / f"{digest[:32]}-v{CONVERSION_VERSION}"
-    if (final / "unlock_eval_source.json").is_file():
+    if (final / MARKER).is_file():
         mark_used(final)
         return final, digest
 
@@ -140,12 +141,10 @@ def _convert_gguf(gguf_path: Path, cache_dir: Path) -> tuple[Path, str]:
         config_path.write_text(json.dumps(tok_config, indent=2))
         if not any(tmp.glob("*.safetensors")):
             raise RuntimeError(f"saving the converted {gguf_path.name} wrote no weights to {tmp}")
-        (tmp / "unlock_eval_source.json").write_text(
-            json.dumps({"gguf_file": str(gguf_path), "sha256": digest}, indent=1)
-        )
+        (tmp / MARKER).write_text(json.dumps({"gguf_file": str(gguf_path), "sha256": digest}, indent=1))
 
     with _dir_lock(final):
-        if not (final / "unlock_eval_source.json").is_file():
+        if not (final / MARKER).is_file():
             atomic_directory(final, fill)
     return final, digest
 
@@ -224,6 +223,16 @@ def resolve_model(
         raise ConfigError(f"model {spec!r}: not a model directory or .gguf file")
     commit = _hub_revision(spec, revision)
     return ResolvedModel(spec, "hub", spec, revision, {"hub_id": spec, "commit": commit})
+
+
+def conversion_cached(spec: str, cache_dir: str | os.PathLike | None = None) -> bool | None:
+    """For a GGUF or embedded model, whether it is converted in this cache already; None for any other model
+    (nothing is assembled or converted to find out)."""
+    digest = resolve_model(spec, cache_dir=cache_dir, convert=False).identity.get("gguf_sha256")
+    if digest is None:
+        return None
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return (cache / "converted" / f"{digest[:32]}-v{CONVERSION_VERSION}" / MARKER).is_file()
 
 
 # dtype spellings accepted anywhere (ours and HF's), each mapped to one canonical name
