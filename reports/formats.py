@@ -76,6 +76,8 @@ def footnotes(table: Table) -> list[str]:
         f"the answer; repetition = share of repeated word {NGRAM}-grams; first-word H = entropy of the first generated "
         "word over documents (lower = sharper; top words in the behaviour figure and `unlock-eval behaviour`)"
     )
+    if any((run.record or {}).get("details", {}).get("model_reused") for run in table.rows):
+        notes.append("set-up s: blank where a sweep point reused the model an earlier point of its sweep loaded")
     return notes + table.notes
 
 

@@ -162,7 +162,8 @@ def build_table(rows: list[Run], notes: list[str] | None = None, baseline: str |
         extras[(i, "steps")] = Cell(b and b.step_structured)
         extras[(i, "repetition")] = Cell(b and b.repetition)
         extras[(i, "first_word_entropy")] = Cell(b and b.first_word_entropy)
-        extras[(i, "setup_s")] = Cell(record.get("setup_seconds"))
+        reused = (record.get("details") or {}).get("model_reused")  # a sweep point's set-up is its first point's
+        extras[(i, "setup_s")] = Cell(None if reused else record.get("setup_seconds"))
         extras[(i, "extra_passes")] = Cell(record.get("extra_forward_passes_per_token", 0))
     _mark_best(cells, columns, len(rows), higher=True)
     for name in EXTRAS:
