@@ -91,8 +91,8 @@ def test_demo_on_the_embedded_pair(tmp_path):
 
     cache = cache_without_artifacts(tmp_path / "cache")
     out = tmp_path / "out"
-    proc = demo(tmp_path, "--limit", "4", "--max-gen-toks", "16", "--n", "16", "--k", "4", "--output", str(out),
-                cache=cache)  # fmt: skip
+    proc = demo(tmp_path, "--limit", "3", "--max-gen-toks", "8", "--n", "16", "--k", "4", "--alphas", "0.1",
+                "--dev-size", "2", "--output", str(out), cache=cache)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = rows(proc.stdout)
     assert set(table) == set(METHODS), proc.stdout

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,10 @@ def test_the_readme_commands_run_as_written(tmp_path):
                 env[name] = subprocess.run(["bash", "-c", f'printf %s "{value}"'], cwd=work, env=env,
                                            capture_output=True, text=True, check=True).stdout  # fmt: skip
                 continue
+            t0 = time.perf_counter()
             proc = subprocess.run(["bash", "-c", command.line], cwd=work, env=env, capture_output=True, text=True,
                                   timeout=900)  # fmt: skip
+            print(f"{time.perf_counter() - t0:5.0f} s  {command.line[:100]}")  # shown with -s or on failure
             if command.expected_error is None:
                 assert proc.returncode == 0, f"{command.line}\n{proc.stderr[-3000:]}"
             else:
