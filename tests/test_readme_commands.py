@@ -1,8 +1,8 @@
 """The README's commands, as written: every shell block that needs neither the Hub nor `make` runs offline, in README
 order, in one working folder beside a `shared/data` link (so `../shared/data` resolves as in a checkout); a
 command followed by `# lm_eval: error: ...` comment lines must fail with that message. `make demo` / `make test` are
-the set-up commands (CI runs the second; tests/test_demo.py runs the demo's command on fewer documents), and the
-reproduction section's Hub commands run with tiny models in tests/test_protocol.py."""
+the set-up commands (CI runs the second; tests/test_demo.py runs the demo on tiny models), and the reproduction
+section's Hub commands run with tiny models in tests/test_protocol.py."""
 
 from __future__ import annotations
 
