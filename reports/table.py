@@ -118,15 +118,13 @@ def _tokenizer(target: str):
     """The target's tokenizer when it is at hand without downloading or converting anything, else None."""
     from transformers import AutoTokenizer
 
-    from unlock_eval.cache import default_cache_dir
-    from unlock_eval.models import CONVERSION_VERSION, EMBEDDED_MODELS, resolve_model
+    from unlock_eval.models import EMBEDDED_MODELS, converted_dir
 
     try:
         if Path(target).is_dir():
             return AutoTokenizer.from_pretrained(target)
         if target in EMBEDDED_MODELS:  # converted in the default cache when the run happened on this machine
-            digest = resolve_model(target, convert=False).identity["gguf_sha256"]
-            folder = default_cache_dir() / "converted" / f"{digest[:32]}-v{CONVERSION_VERSION}"
+            folder = converted_dir(target)
             return AutoTokenizer.from_pretrained(str(folder)) if folder.is_dir() else None
         return AutoTokenizer.from_pretrained(target, local_files_only=True)
     except Exception:  # noqa: BLE001 - any failure means the tokenizer-free unit is used

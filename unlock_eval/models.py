@@ -225,14 +225,20 @@ def resolve_model(
     return ResolvedModel(spec, "hub", spec, revision, {"hub_id": spec, "commit": commit})
 
 
-def conversion_cached(spec: str, cache_dir: str | os.PathLike | None = None) -> bool | None:
-    """For a GGUF or embedded model, whether it is converted in this cache already; None for any other model
-    (nothing is assembled or converted to find out)."""
+def converted_dir(spec: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """Where a GGUF or embedded model's converted copy lives in this cache (it may not exist yet); None for any
+    other model (nothing is assembled or converted to find out)."""
     digest = resolve_model(spec, cache_dir=cache_dir, convert=False).identity.get("gguf_sha256")
     if digest is None:
         return None
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return (cache / "converted" / f"{digest[:32]}-v{CONVERSION_VERSION}" / MARKER).is_file()
+    return cache / "converted" / f"{digest[:32]}-v{CONVERSION_VERSION}"
+
+
+def conversion_cached(spec: str, cache_dir: str | os.PathLike | None = None) -> bool | None:
+    """For a GGUF or embedded model, whether it is converted in this cache already; None for any other model."""
+    folder = converted_dir(spec, cache_dir)
+    return None if folder is None else (folder / MARKER).is_file()
 
 
 # dtype spellings accepted anywhere (ours and HF's), each mapped to one canonical name
