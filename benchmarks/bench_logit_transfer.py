@@ -22,8 +22,8 @@ import torch
 from tabulate import tabulate
 
 from unlock_eval import load_model
-from unlock_eval.logit_mix import SourceStepper, logit_rows, mixed_logits
-from unlock_eval.prompts import CAPABILITIES, load_questions, render
+from unlock_eval.data.prompts import CAPABILITIES, load_questions, render
+from unlock_eval.methods.logit_transfer.mix import SourceStepper, logit_rows, mixed_logits
 
 
 def main() -> None:

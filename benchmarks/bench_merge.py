@@ -4,7 +4,7 @@ Three random Llama checkpoints of the same shape (default ~0.84 GB each in float
 in a fresh process and alternating, best of --repeats:
   (a) `from_pretrained` of one of them with every weight read once: the baseline, "one model" (transformers maps
       safetensors lazily, so weights never touched would not count);
-  (b) `unlock_eval.merge.merge_models` with its default shard size (1 GiB);
+  (b) `unlock_eval.methods.weight_transfer.merge.merge_models` with its default shard size (1 GiB);
   (c) the same with 256 MiB shards;
   (d) the naive merge: three state dicts in memory, as a script would do it.
 Peak RSS is the process's high-water mark (VmHWM) minus the RSS after imports, so only the model work counts.
@@ -26,7 +26,7 @@ CHILD = r"""
 import json, sys, psutil
 import torch
 from transformers import AutoModelForCausalLM
-from unlock_eval.merge import merge_models
+from unlock_eval.methods.weight_transfer.merge import merge_models
 from unlock_eval.method import peak_rss_mb
 from safetensors.torch import load_file, save_file
 root, case = sys.argv[1], sys.argv[2]

@@ -4,7 +4,7 @@ Random final-token states shaped like Qwen1.5-14B -> Qwen1.5-7B (source 40 layer
 n prompts (default 1024), relative-depth layer map. Printed, all measured in this run (best of --repeats,
 alternating):
   (a) the previous fit: a full float64 SVD per layer and side (torch.linalg.svd), then M = pinv(Ps) Pt;
-  (b) `SubspaceMap.fit` (Gram/covariance eigendecomposition, unlock_eval.bases) at k=16;
+  (b) `SubspaceMap.fit` (Gram/covariance eigendecomposition, unlock_eval.methods.unlock.bases) at k=16;
   (c) a 6-value k grid {1, 4, 16, 32, 64, 128}: decompose once for k=128 (`Bases.compute`), then six fits that
       slice it, relative to one fit (b);
 and the largest difference between the keys transferred by (a) and (b) (the basis inside each subspace may
@@ -21,8 +21,8 @@ import torch
 from tabulate import tabulate
 
 from unlock_eval import MasterKey, SubspaceMap
-from unlock_eval.align import resolve_layer_map
-from unlock_eval.bases import Bases
+from unlock_eval.methods.unlock.align import resolve_layer_map
+from unlock_eval.methods.unlock.bases import Bases
 
 GRID = (1, 4, 16, 32, 64, 128)
 

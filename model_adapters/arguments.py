@@ -1,4 +1,4 @@
-"""`--model_args` of our lm-eval models: our declared arguments (unlock_eval.spec) apart from HFLM's."""
+"""`--model_args` of our lm-eval models: our declared arguments (unlock_eval.methods.*.spec) apart from HFLM's."""
 
 from __future__ import annotations
 

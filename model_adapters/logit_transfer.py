@@ -11,15 +11,14 @@ import torch
 from lm_eval.models.huggingface import HFLM
 
 from unlock_eval.cache import fingerprint
+from unlock_eval.data.prompts import recover_question, render
 from unlock_eval.errors import ConfigError
-from unlock_eval.logit_mix import SourceStepper, check_vocabularies, logit_rows, mixed_logits
 from unlock_eval.method import ROLES, MethodRecord, peak_rss_mb
+from unlock_eval.methods.logit_transfer.mix import SourceStepper, check_vocabularies, logit_rows, mixed_logits
+from unlock_eval.methods.logit_transfer.spec import LogitTransferSpec
+from unlock_eval.model_adapters.arguments import parse_model_args
+from unlock_eval.model_adapters.base import RecordedRun, resolve_role
 from unlock_eval.models import load_model, load_tokenizer
-from unlock_eval.prompts import recover_question, render
-from unlock_eval.spec import LogitTransferSpec
-
-from .arguments import parse_model_args
-from .recorded import RecordedRun, resolve_role
 
 logger = logging.getLogger("lm_eval.models.logit_transfer")
 _UNSUPPORTED_GEN_KWARGS = ("prefill_chunk_size", "prompt_lookup_num_tokens", "assistant_model")

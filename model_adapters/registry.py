@@ -31,7 +31,7 @@ def _transfer_run_name(method: str) -> Callable[[dict[str, Any]], str]:
 class ModelEntry:
     """`target` is "module:Class", imported only when lm-eval builds the model; `run_name` names its results folder
     (lm-eval would invent a random one: our models take target=/source=, not pretrained=); `spec` is the
-    "module:Class" of its declared model_args (unlock_eval.spec), which `unlock-eval args MODEL` prints."""
+    "module:Class" of its declared model_args (unlock_eval.methods.*.spec), which `unlock-eval args MODEL` prints."""
 
     target: str
     run_name: Callable[[dict[str, Any]], str]
@@ -45,16 +45,18 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {
-    "unlock": ModelEntry("unlock_eval.model_adapters.unlock:UnlockLM", unlock_run_name, "unlock_eval.spec:UnlockSpec"),
+    "unlock": ModelEntry(
+        "unlock_eval.model_adapters.unlock:UnlockLM", unlock_run_name, "unlock_eval.methods.unlock.spec:UnlockSpec"
+    ),
     "weight_transfer": ModelEntry(
         "unlock_eval.model_adapters.weight_transfer:WeightTransferLM",
         _transfer_run_name("weight_transfer"),
-        "unlock_eval.spec:WeightTransferSpec",
+        "unlock_eval.methods.weight_transfer.spec:WeightTransferSpec",
     ),
     "logit_transfer": ModelEntry(
         "unlock_eval.model_adapters.logit_transfer:LogitTransferLM",
         _transfer_run_name("logit_transfer"),
-        "unlock_eval.spec:LogitTransferSpec",
+        "unlock_eval.methods.logit_transfer.spec:LogitTransferSpec",
     ),
 }
 

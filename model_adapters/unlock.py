@@ -15,19 +15,19 @@ from lm_eval.models.huggingface import HFLM
 
 from unlock_eval import params
 from unlock_eval.cache import fingerprint
-from unlock_eval.diagnose import cached_diagnostics
-from unlock_eval.diagnostics import verdict
+from unlock_eval.data.prompts import extraction_mismatch, load_questions
 from unlock_eval.errors import ConfigError
 from unlock_eval.layers import find_decoder_layers
 from unlock_eval.method import MethodRecord, peak_rss_mb
-from unlock_eval.pipeline import Extractor, build_unlock
-from unlock_eval.prompts import extraction_mismatch, load_questions
-from unlock_eval.spec import TransferModels, UnlockSpec
-from unlock_eval.steer import steer
-
-from . import shared_alphas
-from .arguments import parse_model_args
-from .recorded import RecordedRun, resolve_role
+from unlock_eval.methods.spec import TransferModels
+from unlock_eval.methods.unlock.diagnose import cached_diagnostics
+from unlock_eval.methods.unlock.diagnostics import verdict
+from unlock_eval.methods.unlock.extractor import Extractor, build_unlock
+from unlock_eval.methods.unlock.spec import UnlockSpec
+from unlock_eval.methods.unlock.steer import steer
+from unlock_eval.model_adapters import shared_alphas
+from unlock_eval.model_adapters.arguments import parse_model_args
+from unlock_eval.model_adapters.base import RecordedRun, resolve_role
 
 # under lm-eval's logger tree, so `lm_eval --verbosity` and its handlers apply to our lines too
 logger = logging.getLogger("lm_eval.models.unlock")

@@ -9,12 +9,11 @@ from typing import Any
 import torch
 from lm_eval.models.huggingface import HFLM
 
-from unlock_eval.merge import merged_model, model_folder
 from unlock_eval.method import ROLES, MethodRecord, peak_rss_mb
-from unlock_eval.spec import WeightTransferSpec
-
-from .arguments import parse_model_args
-from .recorded import RecordedRun, resolve_role
+from unlock_eval.methods.weight_transfer.merge import merged_model, model_folder
+from unlock_eval.methods.weight_transfer.spec import WeightTransferSpec
+from unlock_eval.model_adapters.arguments import parse_model_args
+from unlock_eval.model_adapters.base import RecordedRun, resolve_role
 
 logger = logging.getLogger("lm_eval.models.weight_transfer")
 

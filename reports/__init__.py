@@ -6,8 +6,8 @@ from __future__ import annotations
 
 def report(paths, baseline: str | None = None):
     """The comparison Table (reports.table.Table) of the lm-eval result files and folders in `paths`."""
-    from .runs import load_runs
-    from .table import build_table
+    from unlock_eval.reports.runs import load_runs
+    from unlock_eval.reports.table import build_table
 
     runs, notes = load_runs(list(paths))
     return build_table(runs, notes, baseline)

@@ -7,10 +7,10 @@ import io
 
 from tabulate import tabulate
 
-from .behaviour import NGRAM, STEP_LINES
-from .runs import HYPER_KEYS
-from .stats import LEGEND, format_delta
-from .table import EXTRAS, Cell, Table
+from unlock_eval.reports.behaviour import NGRAM, STEP_LINES
+from unlock_eval.reports.runs import HYPER_KEYS
+from unlock_eval.reports.stats import LEGEND, format_delta
+from unlock_eval.reports.table import EXTRAS, Cell, Table
 
 FORMATS = ("md", "csv", "latex", "html")
 EXTRA_HEADERS = {
@@ -98,7 +98,7 @@ def render(table: Table, fmt: str, figures=None, title: str = "unlock-eval repor
         return body + "\n\n" + "\n".join(f"- {note}" for note in footnotes(table)) + "\n" + blocks
     if fmt == "latex":
         return tabulate(rows, headers=headers, tablefmt="latex_raw", disable_numparse=True) + "\n"
-    from .html import render_page
+    from unlock_eval.reports.html import render_page
 
     escaped = [[_escape_keep_bold(value) for value in row] for row in rows]
     table_html = tabulate(escaped, headers=headers, tablefmt="unsafehtml", disable_numparse=True)

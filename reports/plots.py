@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .table import Table
+from unlock_eval.reports.table import Table
 
 
 def _short(label: str, width: int = 48) -> str:
@@ -25,7 +25,7 @@ def _pyplot():
 def sweep_figures(table: Table, knob: str) -> list:
     """One figure per task: score vs `knob` (alpha or k), one line per method and pair (the other settings fixed),
     the 95% interval (±1.96 stderr) as a band, the plain target as a dashed line. Only lines with 2+ points."""
-    from .html import figure_from_matplotlib
+    from unlock_eval.reports.html import figure_from_matplotlib
 
     figures = []
     for column in table.columns:
@@ -65,7 +65,7 @@ def sweep_figures(table: Table, knob: str) -> list:
 
 def length_figure(table: Table):
     """Box plots of the generated length per row, in the table's unit; None without logged samples."""
-    from .html import figure_from_matplotlib
+    from unlock_eval.reports.html import figure_from_matplotlib
 
     data, labels = [], []
     for i, run in enumerate(table.rows):
@@ -87,7 +87,7 @@ def length_figure(table: Table):
 def behaviour_figure(table: Table):
     """Per row: share of step-structured outputs, repetition, and the first-word entropy annotated with the most
     common first words; None without logged samples."""
-    from .html import figure_from_matplotlib
+    from unlock_eval.reports.html import figure_from_matplotlib
 
     rows = [(i, b) for i, b in sorted(table.behaviour.items())]
     if not rows:

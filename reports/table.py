@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from unlock_eval.errors import ConfigError
-
-from .behaviour import Behaviour, behaviour, run_samples
-from .runs import HYPER_KEYS, Run
-from .stats import Delta, paired_delta, unpaired_delta
+from unlock_eval.reports.behaviour import Behaviour, behaviour, run_samples
+from unlock_eval.reports.runs import HYPER_KEYS, Run
+from unlock_eval.reports.stats import Delta, paired_delta, unpaired_delta
 
 EXTRAS = ("gen_len", "answer_found", "steps", "repetition", "first_word_entropy", "setup_s", "extra_passes")
 BEHAVIOUR = {"gen_len", "steps", "repetition", "first_word_entropy"}  # descriptive: no "best" is marked

@@ -2,7 +2,8 @@
 the YAML files in this directory point here with ``!function utils.<name>``.
 
 Data: every task's ``custom_dataset`` is one of the ``load_*`` functions below, thin wrappers around
-``unlock_eval.data.load_benchmark``: the Hub data sets upstream lm-eval uses, or with ``UNLOCK_EVAL_DATA_DIR``
+``unlock_eval.data.benchmarks.load_benchmark``: the Hub data sets upstream lm-eval uses, or with
+``UNLOCK_EVAL_DATA_DIR``
 set the local JSONL files in the upstream layouts (tasks/README.md), converted to the Hub schema so that
 ``process_*`` sees the same documents either way.
 
@@ -29,19 +30,19 @@ import re
 from typing import Any
 
 from unlock_eval.checker import Extraction, Verdict, check, extract
-from unlock_eval.data import MATH_SUBJECTS, load_benchmark
+from unlock_eval.data.benchmarks import MATH_SUBJECTS, load_benchmark
+from unlock_eval.data.prompts import CAPABILITIES, render
 from unlock_eval.errors import ConfigError
-from unlock_eval.prompts import CAPABILITIES, render
 
 # lm-eval calls custom_dataset(**metadata, **dataset_kwargs); metadata carries unrelated keys (the
 # model arguments, version, ...), so these accept and ignore anything but their own keyword.
 
 
 def _selected(dataset, unlock_select: dict[str, Any] | None):
-    """The selection split a sweep asked for (dataset_kwargs unlock_select, see unlock_eval.splits), else as is."""
+    """The selection split a sweep asked for (dataset_kwargs unlock_select, see unlock_eval.data.splits), else as is."""
     if not unlock_select:
         return dataset
-    from unlock_eval.splits import select_documents
+    from unlock_eval.data.splits import select_documents
 
     return select_documents(dataset, **unlock_select)
 
@@ -141,7 +142,7 @@ def process_agieval_sat_math(dataset):
 
 
 # --------------------------------------------------------------------------------------------------
-# Prompts: each task's doc_to_text renders a capability preset of unlock_eval.prompts (named in its
+# Prompts: each task's doc_to_text renders a capability preset of unlock_eval.data.prompts (named in its
 # metadata.unlock_prompt), so a task's prompt and the steering templates are the same text by construction.
 # --------------------------------------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from unlock_eval.data.prompts import CAPABILITIES
 from unlock_eval.errors import ConfigError
-from unlock_eval.prompts import CAPABILITIES
 
 from adapter_fixtures import save_tiny, write_questions, write_tasks
 
@@ -231,8 +231,8 @@ def test_missing_target_and_unknown_model(world, tmp_path):
 
 
 def test_model_induced_pair_defaults_to_one_template_and_dtype_is_canonical(world, tmp_path):
+    from unlock_eval.methods.unlock.spec import UnlockSpec
     from unlock_eval.model_adapters.arguments import parse_model_args
-    from unlock_eval.spec import UnlockSpec
 
     cfg, hf = parse_model_args(
         UnlockSpec, "unlock", unlock_args(world, tmp_path, source_locked=world["tgt"], dtype="bf16")
@@ -343,7 +343,7 @@ def test_registration_is_lazy_cheap_and_keeps_builtin_models():
     ).stdout.split()
     assert before == ["False", "False"]  # nothing heavy imported at interpreter start
     trace = subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"], capture_output=True, text=True).stderr
-    line = next(l for l in trace.splitlines() if l.rstrip().endswith("_unlock_eval_startup"))
+    line = next(l for l in trace.splitlines() if l.rstrip().endswith("unlock_eval.model_adapters.registration"))
     assert int(line.split("|")[1]) < 10_000  # cumulative microseconds
 
 

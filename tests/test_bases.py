@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from unlock_eval import MasterKey, SubspaceMap, relative_depth_layer_map
-from unlock_eval.bases import Bases, top_right_singular
 from unlock_eval.cache import ArtifactCache, load_artifact
 from unlock_eval.cache_admin import list_entries
 from unlock_eval.errors import ConfigError
-from unlock_eval.pipeline import Extractor
+from unlock_eval.methods.unlock.bases import Bases, top_right_singular
+from unlock_eval.methods.unlock.extractor import Extractor
 
 from adapter_fixtures import QUESTIONS
 from tiny_models import char_tokenizer, tiny_model

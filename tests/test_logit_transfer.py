@@ -11,9 +11,9 @@ import pytest
 import torch
 from lm_eval.api.instance import Instance
 
+from unlock_eval.data.prompts import CAPABILITIES, render
 from unlock_eval.errors import ConfigError
-from unlock_eval.logit_mix import SourceStepper, mixed_logits
-from unlock_eval.prompts import CAPABILITIES, render
+from unlock_eval.methods.logit_transfer.mix import SourceStepper, mixed_logits
 
 from adapter_fixtures import save_tiny, write_tasks
 from tiny_models import char_tokenizer, tiny_model
@@ -233,7 +233,7 @@ def test_cli_run_records_the_method_and_keeps_its_own_cache_table(world, tmp_pat
 
 
 def test_vocabulary_prefix_is_accepted_and_anything_else_refused():
-    from unlock_eval.logit_mix import check_vocabularies
+    from unlock_eval.methods.logit_transfer.mix import check_vocabularies
 
     small, grown, other = char_tokenizer(), char_tokenizer(), char_tokenizer()
     grown.add_tokens(["<extra0>", "<extra1>"])  # the source's vocabulary extends the target's

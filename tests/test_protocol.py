@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from unlock_eval.prompts import CAPABILITIES, extraction_mismatch, render
+from unlock_eval.data.prompts import CAPABILITIES, extraction_mismatch, render
 
 from adapter_fixtures import save_tiny, write_questions
 from conftest import requires_models

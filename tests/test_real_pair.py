@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from unlock_eval import find_decoder_layers, load_model, steer
+from unlock_eval import find_decoder_layers, load_model
 from unlock_eval.errors import ConfigError
+from unlock_eval.methods.unlock import steer
 from unlock_eval.models import resolve_model
 
 from conftest import requires_data, requires_models
@@ -96,9 +97,9 @@ def test_diagnose_table_json_and_plot_on_the_real_pair(tmp_path, capsys):
 
 
 def test_real_target_steering_changes_generation_and_keeps_batch_equivalence(tmp_path):
-    from unlock_eval.pipeline import Extractor, build_unlock
-    from unlock_eval.prompts import load_questions
-    from unlock_eval.spec import UnlockSpec
+    from unlock_eval.data.prompts import load_questions
+    from unlock_eval.methods.unlock.extractor import Extractor, build_unlock
+    from unlock_eval.methods.unlock.spec import UnlockSpec
 
     cache = str(cache_without_artifacts(tmp_path / "cache"))
     spec = UnlockSpec(source="smollm2-135m-instruct", target="gemma3-270m", k=8, n=32, cache_dir=cache)

@@ -150,8 +150,8 @@ def test_rows_columns_values_stderr_and_paired_deltas(world):
 
 
 def test_behaviour_columns_and_command_read_the_logged_samples(world, capsys):
+    from unlock_eval.cli import main
     from unlock_eval.reports.behaviour import behaviour
-    from unlock_eval.reports.cli import behaviour_main
 
     table = report([world["out"]])
     for i, run in enumerate(table.rows):
@@ -159,10 +159,10 @@ def test_behaviour_columns_and_command_read_the_logged_samples(world, capsys):
         expected = behaviour([{"resps": [[t]]} for t in texts])
         assert table.extras[(i, "steps")].value == expected.step_structured
         assert table.extras[(i, "first_word_entropy")].value == pytest.approx(expected.first_word_entropy)
-    assert behaviour_main([str(world["out"])]) == 0
+    assert main(["behaviour", str(world["out"])]) == 0
     out = capsys.readouterr().out
     assert out.count("tiny_plant") == 4 and "first-word entropy (bits)" in out and "top first words" in out
-    assert behaviour_main([str(world["out"] / "missing")]) == 2
+    assert main(["behaviour", str(world["out"] / "missing")]) == 2
 
 
 def test_every_format_carries_the_same_numbers(world):
@@ -195,7 +195,7 @@ def test_cli_writes_html_with_plots_and_merges_reruns(world, tmp_path):
     (hf_dir / "results_2099-01-01T00-00-00.000000.json").write_text(json.dumps(rerun))
     (hf_dir / "results_broken.json").write_text("{not json")
     page = tmp_path / "report.html"
-    cli = [sys.executable, "-m", "unlock_eval.reports", str(out), "--out", str(page), "--plots", str(tmp_path / "p")]
+    cli = [sys.executable, "-m", "unlock_eval.cli", "report", str(out), "--out", str(page), "--plots", str(tmp_path / "p")]
     proc = subprocess.run(cli, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "results_broken.json" in proc.stderr and proc.stderr.count("skipping") == 1  # one warning, named

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from unlock_eval import MasterKey, find_decoder_layers, steer
+from unlock_eval import MasterKey, find_decoder_layers
 from unlock_eval.errors import ConfigError
+from unlock_eval.methods.unlock import steer
 
 from tiny_models import BUILDERS, char_tokenizer, tiny_model
 

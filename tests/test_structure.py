@@ -13,7 +13,7 @@ import pytest
 
 from unlock_eval import params
 from unlock_eval.errors import ConfigError
-from unlock_eval.spec import UnlockSpec
+from unlock_eval.methods.unlock.spec import UnlockSpec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
 def test_wheel_installs_one_import_package_plus_the_start_up_hook(wheel):
     names = wheel.namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
-    assert top == {"unlock_eval", "_unlock_eval_startup.py", "unlock_eval_startup.pth"}
+    assert top == {"unlock_eval", "unlock_eval_startup.pth"}
     for inside in (
         "unlock_eval/tasks/gsm8k_unlock.yaml",
         "unlock_eval/tasks/utils.py",
@@ -80,7 +80,7 @@ def test_readme_argument_table_is_the_declared_table(model):
 
 
 def test_each_argument_is_declared_once_and_checked_by_the_engine(monkeypatch):
-    from unlock_eval import align
+    from unlock_eval.methods.unlock import align
 
     calls = []
     real = align.check_rank
@@ -165,8 +165,8 @@ def _fake_hub(monkeypatch, rows_by_config):
 
 @pytest.mark.parametrize("unset", ["delete", "empty"])
 def test_extraction_questions_come_from_the_hub_train_split_without_the_variable(monkeypatch, unset):
-    from unlock_eval.data import MATH_SUBJECTS
-    from unlock_eval.prompts import load_questions
+    from unlock_eval.data.benchmarks import MATH_SUBJECTS
+    from unlock_eval.data.prompts import load_questions
 
     if unset == "delete":
         monkeypatch.delenv("UNLOCK_EVAL_DATA_DIR")
@@ -185,7 +185,7 @@ def test_extraction_questions_come_from_the_hub_train_split_without_the_variable
 
 
 def test_offline_extraction_names_the_data_set_and_the_variable(monkeypatch):
-    from unlock_eval.prompts import load_questions
+    from unlock_eval.data.prompts import load_questions
 
     monkeypatch.delenv("UNLOCK_EVAL_DATA_DIR")
     with pytest.raises(ConfigError, match=r"openai/gsm8k \(main\) from the Hugging Face Hub.*UNLOCK_EVAL_DATA_DIR"):
@@ -217,7 +217,8 @@ def test_cli_reports_bad_input_in_one_line_and_never_looks_for_shared_data_itsel
 
 
 def test_cli_does_not_hide_bugs(monkeypatch):
-    from unlock_eval import cli, diagnose
+    from unlock_eval import cli
+    from unlock_eval.methods.unlock import diagnose
 
     def broken(*_, **__):
         raise ValueError("a bug, not a bad input")

@@ -12,17 +12,21 @@ from pathlib import Path
 import datasets
 import pytest
 
-from unlock_eval.data import load_benchmark
+from unlock_eval.data.benchmarks import load_benchmark
+from unlock_eval.data.prompts import load_questions
+from unlock_eval.data.splits import select_documents
 from unlock_eval.errors import ConfigError
-from unlock_eval.prompts import load_questions
-from unlock_eval.reports.grid import Point, build_grid
-from unlock_eval.reports.sweep import main as sweep_main
-from unlock_eval.splits import select_documents
+from unlock_eval.experiments.grid import Point, build_grid
+from unlock_eval.cli import main
 
 from adapter_fixtures import save_tiny, write_questions
 from conftest import requires_data
 
 # ------------------------------------------------------------------------------------------------ fast: grid, splits
+
+
+def sweep_main(argv):
+    return main(["sweep", *argv])
 
 
 def test_grid_order_reuses_extraction_and_decomposition(tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import unlock_eval.tasks.utils as utils
-from unlock_eval import data
+from unlock_eval.data import benchmarks as data
 from unlock_eval.errors import ConfigError
 from unlock_eval.tasks import TASKS_DIR  # the installed copy: what users get
 
@@ -170,7 +170,7 @@ def test_generation_settings(name):
 def test_each_task_renders_the_template_of_the_preset_it_names(local_data, task_manager):
     """Through lm-eval's own task objects: the prompt of every task equals its preset's template filled with the
     document's question (for the paper's cot preset: general-direct / general-cot byte for byte)."""
-    from unlock_eval.prompts import CAPABILITIES, render
+    from unlock_eval.data.prompts import CAPABILITIES, render
 
     all_names = [t for infix in VARIANTS for t in leaf_tasks(infix)]
     names = [t for t in all_names if "_unlock_" not in t or t.endswith("_unlock_algebra")]  # one MATH subject each
@@ -563,7 +563,7 @@ def test_readme_example_runs_from_a_users_folder_that_has_its_own_tasks_package(
 def test_arith_is_generated_deterministic_disjoint_and_checkable():
     """The offline task: the same rows on every call, train and test share no question, every gold answer is the
     value its rationale computes, and the task loads through our loader with gold answers the checker reads."""
-    from unlock_eval import arith
+    from unlock_eval.data import arith
 
     train, test = arith.rows("train"), arith.rows("test")
     assert (len(train), len(test)) == (arith.SIZES["train"], arith.SIZES["test"]) and train == arith.rows("train")
@@ -577,6 +577,6 @@ def test_arith_is_generated_deterministic_disjoint_and_checkable():
     docs = utils.process_gsm8k(utils.load_arith()["test"])
     assert docs[0]["gold_answer"] == test[0]["answer"].rsplit("#### ", 1)[1]
     assert utils.score_text("The final answer is <atok> " + docs[0]["gold_answer"], docs[0])["correct"]
-    from unlock_eval.prompts import load_questions
+    from unlock_eval.data.prompts import load_questions
 
     assert load_questions("arith", 8) == [r["question"] for r in train[-8:]]  # extract_from=arith: offline

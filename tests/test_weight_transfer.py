@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from unlock_eval.errors import ConfigError
-from unlock_eval.merge import merge_models
+from unlock_eval.methods.weight_transfer.merge import merge_models
 
 from adapter_fixtures import save_tiny, write_tasks
 from tiny_models import VOCAB, char_tokenizer

@@ -4,19 +4,17 @@ The public names below load on first use, so `import unlock_eval.checker` (or an
 pay for torch and transformers.
 """
 
-import sys
-import types
 from importlib import import_module
 
 _PUBLIC = {
-    "MasterKey": "masterkey",
-    "SubspaceMap": "align",
-    "relative_depth_layer_map": "align",
+    "MasterKey": "methods.unlock.masterkey",
+    "SubspaceMap": "methods.unlock.align",
+    "relative_depth_layer_map": "methods.unlock.align",
     "capture_final_states": "capture",
     "find_decoder_layers": "layers",
     "load_model": "models",
     "resolve_model": "models",
-    "steer": "steer",
+    "steer": "methods.unlock.steer",
     "ConfigError": "errors",
 }
 
@@ -34,16 +32,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_PUBLIC))
-
-
-class _Package(types.ModuleType):
-    """Importing submodule `unlock_eval.steer` would set the package attribute `steer` to that module, hiding the
-    `steer` function; public names keep their object (the submodule stays importable through sys.modules)."""
-
-    def __setattr__(self, name, value):
-        if name in _PUBLIC and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -18,7 +18,7 @@ from filelock import FileLock
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import ConfigError
+from unlock_eval.errors import ConfigError
 
 FORMAT_VERSION = 1
 _META_KEY = "unlock_eval"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .errors import ConfigError
+from unlock_eval.errors import ConfigError
 
 MODEL_KINDS = ("merged", "converted", "gguf")  # a directory or file per entry, locked by a sibling `<name>.lock`
 # other kinds (states, masterkey, subspacemap, ...): `<key>.safetensors`, locked by `locks/<kind>-<key>.lock`

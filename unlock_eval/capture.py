@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .layers import find_decoder_layers, find_final_norm, layer_hidden
+from unlock_eval.errors import ConfigError
+from unlock_eval.layers import find_decoder_layers, find_final_norm, layer_hidden
 
 
 class _StopForward(Exception):

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from .errors import ConfigError
+from unlock_eval.errors import ConfigError
 
 # Where the decoder layer list lives, by attribute path; first match wins.
 KNOWN_LAYER_PATHS = (

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .cache import atomic_directory, default_cache_dir, file_sha256, fingerprint, mark_used
-from .errors import ConfigError
+from unlock_eval.cache import atomic_directory, default_cache_dir, file_sha256, fingerprint, mark_used
+from unlock_eval.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import MISSING, Field, field, fields
 from typing import Any
 
-from .errors import ConfigError
+from unlock_eval.errors import ConfigError
 
 _META = "unlock_eval_param"
 

@@ -32,9 +32,9 @@ Only stdlib, sympy, math_verify and latex2sympy2_extended are used, and the heav
 the worker: importing this package is cheap. It never imports lm_eval, tasks or adapters.
 """
 
-from .equivalence import normalize
-from .extract import RULES, Extraction, extract, extract_answer
-from .worker import (
+from unlock_eval.checker.equivalence import normalize
+from unlock_eval.checker.extract import RULES, Extraction, extract, extract_answer
+from unlock_eval.checker.worker import (
     DEFAULT_TIMEOUT,
     MAX_ANSWER_CHARS,
     REASONS,

@@ -48,7 +48,7 @@ def _die_with_parent(parent_pid: int) -> None:
 def _load_equivalence(here: str):
     """``equivalence.py`` of ``here``, imported as ``_PACKAGE.equivalence`` without running any
     ``__init__.py``: the package object is bare, only its ``__path__`` points at ``here``, so the
-    module's relative imports (``from .extract import ...``) resolve to files beside this one."""
+    module's relative imports (``from unlock_eval.checker.extract import ...``) resolve to files beside this one."""
     package = types.ModuleType(_PACKAGE)
     package.__path__ = [here]
     package.__package__ = _PACKAGE

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from .extract import _matching_braces, _require_str
+from unlock_eval.checker.extract import _matching_braces, _require_str
 
 # --------------------------------------------------------------------------------------------------
 # Normalisation (hand-written, deliberately small; runs in the caller's process)

@@ -26,8 +26,8 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-from .equivalence import normalize
-from .extract import _require_str
+from unlock_eval.checker.equivalence import normalize
+from unlock_eval.checker.extract import _require_str
 
 #: Why a :class:`Verdict` came out as it did.
 REASONS = (

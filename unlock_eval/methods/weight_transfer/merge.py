@@ -21,9 +21,9 @@ from filelock import FileLock
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .cache import atomic_directory, default_cache_dir, fingerprint, mark_used
-from .errors import ConfigError
-from .method import ROLES
+from unlock_eval.cache import atomic_directory, default_cache_dir, fingerprint, mark_used
+from unlock_eval.errors import ConfigError
+from unlock_eval.method import ROLES
 
 logger = logging.getLogger(__name__)
 

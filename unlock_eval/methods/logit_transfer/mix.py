@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from unlock_eval.errors import ConfigError
 
 
 def logit_rows(model: nn.Module) -> int:

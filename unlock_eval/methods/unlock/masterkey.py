@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from .cache import load_artifact, save_artifact
-from .errors import ConfigError
+from unlock_eval.cache import load_artifact, save_artifact
+from unlock_eval.errors import ConfigError
 
 AGGREGATORS = ("mean", "pca")
 DEFAULT_AGGREGATOR = "mean"

@@ -1,24 +1,15 @@
-"""The arguments of a transfer run, each declared once (default, help, parser, engine check); adapters share them."""
+"""The arguments of an Unlock run (extraction, alignment, steering), each declared once; recorded verbatim."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
-from . import align, masterkey, prompts
-from .errors import ConfigError
-from .merge import VOCAB_MODES, check_vocab
-from .params import as_float, as_index_list, as_int, as_raw_text, as_revision, param, parse_and_check
-from .steer import DEFAULT_ALPHA, DEFAULT_MODE, MODES, check_alpha, check_mode  # `steer` is also a function name
-
-
-def _template(name: str, value: object) -> str:
-    """A template as typed on a command line: `\\n` stands for a newline; it must hold the `{question}` slot."""
-    return as_raw_text(name, value).replace("\\n", "\n")
-
-
-def _positive_int(name: str, value: object) -> int:
-    return as_int(name, value, minimum=1)
+from unlock_eval.data import prompts
+from unlock_eval.errors import ConfigError
+from unlock_eval.methods.spec import PromptTemplates, TransferModels, _positive_int
+from unlock_eval.methods.unlock import align, masterkey
+from unlock_eval.methods.unlock.steer import DEFAULT_ALPHA, DEFAULT_MODE, MODES, check_alpha, check_mode
+from unlock_eval.params import as_float, as_index_list, param
 
 
 def _check_shared_template(value: str) -> None:
@@ -48,66 +39,12 @@ def _layer_map(name: str, value: object) -> str | list[int]:
     return as_index_list(name, value)
 
 
-TEMPLATE_PRESETS_HELP = f"template preset: {' or '.join(prompts.CAPABILITIES)} (cot: the paper's pair); default cot"
 SHARED_TEMPLATE_HELP = "two checkpoints: the preset template both see, locked (default) or unlocked"
 LAYER_MAP_HELP = f"{' or '.join(align.LAYER_MAPS)}, or one source layer per target layer as 0;2;4;..."
 EXTRACT_FROM_HELP = (
     "gsm8k or math (train split: Hub, or UNLOCK_EVAL_DATA_DIR when set), arith (generated, offline) "
     "or a .jsonl with question/problem"
 )
-
-
-@dataclass(kw_only=True)
-class TransferModels:
-    """The models of a cross-model transfer: the target evaluated, the source variants the capability comes from."""
-
-    target: str = param(help="model to evaluate: hub id, local dir, .gguf file or embedded name")
-    source: str | None = param(None, "model with the capability (unlocked); default: target (native steering)")
-    source_locked: str | None = param(
-        None, "model without it (locked); default: source; another checkpoint: model-induced"
-    )
-    source_revision: str | None = param(
-        None, "hub revision of the source models (the target's is revision=)", as_revision
-    )
-    cache_dir: str | None = param(
-        None, "artifacts, converted and merged models; default: UNLOCK_EVAL_CACHE_DIR or user cache"
-    )
-
-    def __post_init__(self) -> None:
-        self.source = self.source or self.target
-        self.source_locked = self.source_locked or self.source
-        if self.source_revision and self.source == self.target:
-            raise ConfigError(
-                "source_revision: source == target here, so the target's revision= applies; one model "
-                "at two revisions is not supported"
-            )
-        parse_and_check(self)
-
-    @property
-    def model_induced(self) -> bool:
-        """Two checkpoints (post-trained vs base) rather than one model under two templates."""
-        return self.source_locked != self.source
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(kw_only=True)
-class PromptTemplates:
-    """The locked/unlocked prompt pair of a prompt-induced capability: a preset, or two explicit templates."""
-
-    capability: str | None = param(None, TEMPLATE_PRESETS_HELP, check=prompts.check_capability)
-    locked_template: str | None = param(None, "locked prompt with a {question} slot (overrides capability)", _template)
-    unlocked_template: str | None = param(None, "unlocked prompt, {question} slot (overrides capability)", _template)
-
-    def fill_templates(self) -> None:
-        """Templates not given come from the preset; both must then hold the {question} slot."""
-        preset = prompts.CAPABILITIES.get(self.capability or "")
-        for name in ("locked_template", "unlocked_template"):
-            value = getattr(self, name) or getattr(preset, name, None)
-            if value is None:
-                raise ConfigError(f"{name} is required when the other template is given without a capability")
-            setattr(self, name, prompts.check_template(name, value))
 
 
 @dataclass(kw_only=True)
@@ -183,53 +120,3 @@ class UnlockSpec(PromptTemplates, TransferModels):
             if spec == self.target
             else (self.source_layers_path, "source_layers_path")
         )
-
-
-@dataclass(kw_only=True)
-class WeightTransferSpec(TransferModels):
-    """Task arithmetic: θ_target + lam·(θ_source − θ_source_locked); three checkpoints of one architecture."""
-
-    source: str = param(help="the post-trained model whose weight delta is transferred (unlocked)")
-    source_locked: str = param(help="the model it was post-trained from (locked): the delta is source - this")
-    lam: float = param(1.0, "delta weight: target + lam * (source - source_locked), finite", as_float)
-    vocab: str = param(
-        VOCAB_MODES[0],
-        "exact (vocabulary row counts must match) or shared_prefix (merge the shared rows after checking the "
-        "tokenizers agree on them)",
-        check=check_vocab,
-    )
-
-
-@dataclass(kw_only=True)
-class LogitTransferSpec(PromptTemplates, TransferModels):
-    """Proxy-tuning: logits_target + lam·(logits_source − logits_source_locked) at every step. One source model
-    under the locked and unlocked templates (prompt-induced), or two checkpoints on the target's prompt."""
-
-    source: str | None = param(None, "model with the capability (unlocked); default: target")
-    source_locked: str | None = param(
-        None, "model without it; default: source (prompt-induced: the templates make the difference)"
-    )
-    lam: float = param(1.0, "logit weight: target + lam * (source - source_locked), finite", as_float)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        given = [n for n in ("capability", "locked_template", "unlocked_template") if getattr(self, n) is not None]
-        if self.model_induced:
-            if given:
-                raise ConfigError(
-                    f"{', '.join(given)}: templates apply to the prompt-induced regime (source_locked == source); "
-                    "with two checkpoints both see the target's own prompt"
-                )
-            return
-        if not given:
-            self.capability = prompts.DEFAULT_CAPABILITY
-        self.fill_templates()
-        if self.locked_template == self.unlocked_template:
-            raise ConfigError(
-                "locked_template and unlocked_template are equal and source_locked == source: the logit "
-                "difference would be zero (give different templates, or a different source_locked)"
-            )
-
-    @property
-    def regime(self) -> str:
-        return "model_induced" if self.model_induced else "prompt_induced"

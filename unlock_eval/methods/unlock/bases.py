@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError
+from unlock_eval.errors import ConfigError
 
 
 def _zero_cut(eigvals: torch.Tensor, n: int, d: int) -> torch.Tensor:

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .layers import find_decoder_layers, hidden_size, layer_hidden, replace_layer_hidden
-from .masterkey import MasterKey
-from .params import as_float
+from unlock_eval.errors import ConfigError
+from unlock_eval.layers import find_decoder_layers, hidden_size, layer_hidden, replace_layer_hidden
+from unlock_eval.methods.unlock.masterkey import MasterKey
+from unlock_eval.params import as_float
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .errors import ConfigError
+from unlock_eval.errors import ConfigError
 
 ROLES = ("dev", "heldout")
 TEXT_FIELDS = ("question", "problem")  # where extraction prompts come from (GSM8K, MATH, a JSONL of one's own)
@@ -49,7 +49,7 @@ def select_documents(
         raise ConfigError("unlock_select role=heldout applies to a dev slice taken from test (source=test)")
     exclude: set[str] = set()
     if extract_from is not None and n is not None:
-        from .prompts import load_questions
+        from unlock_eval.data.prompts import load_questions
 
         exclude = set(load_questions(extract_from, int(n)))
     rows = dataset[source]

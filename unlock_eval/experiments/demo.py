@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import shutil
 import sys
 import time
@@ -16,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unlock_eval.errors import ConfigError
-
-from .html import figure_from_matplotlib, write_page
-from .inprocess import run_lm_eval, shared_builtin_task_index
-from .runs import file_scores
+from unlock_eval.model_adapters.inprocess import run_lm_eval, shared_builtin_task_index
+from unlock_eval.reports.html import figure_from_matplotlib, write_page
+from unlock_eval.reports.runs import file_scores
 
 
 @dataclass(frozen=True)
@@ -55,8 +53,8 @@ class DemoRun:
         return out / self.run_id / "points" if self.swept else out / self.run_id
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="unlock-eval demo", description=__doc__, allow_abbrev=False)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The demo's flags (`unlock-eval demo`)."""
     p.add_argument("--limit", type=int, default=60, help="test documents per row (default 60: ~11 min on 2 cores)")
     p.add_argument("--task", default="arith_unlock", choices=list(TASKS), help="the locked task (default arith_unlock)")
     p.add_argument("--source", default="smollm2-135m-instruct", help="Unlock's source (default the embedded SmolLM2)")
@@ -74,12 +72,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="demo_results", help="results and report folder (default demo_results)")
     p.add_argument("--cache-dir", help="artifact cache (default: UNLOCK_EVAL_CACHE_DIR or the user cache)")
     p.add_argument("--use_cache", help="lm-eval's response cache (sqlite path): a rerun then skips generation")
-    return p
 
 
 def plan(args: argparse.Namespace) -> list[DemoRun]:
     """The runs of the comparison (the plain and prompted target share one run: one model load)."""
-    from unlock_eval.model_adapters.recorded import resolve_role
+    from unlock_eval.model_adapters.base import resolve_role
 
     task = TASKS[args.task]
     cache = [f"cache_dir={args.cache_dir}"] if args.cache_dir else []
@@ -108,9 +105,8 @@ class Demo:
                 f"--source={args.source}: the same model as --target; Unlock transfers from another model "
                 "(the target's own key is already the native-steering row)"
             )
-        from unlock_eval.spec import UnlockSpec
-
-        from .grid import build_grid
+        from unlock_eval.experiments.grid import build_grid
+        from unlock_eval.methods.unlock.spec import UnlockSpec
 
         task = TASKS[args.task]  # every steering argument checked now, before a model loads: one line, not a run
         UnlockSpec(target=args.target, source=args.source, n=args.n, k=args.k, capability=task.capability,
@@ -173,14 +169,13 @@ class Demo:
 
     def sweep(self, head: str, run: DemoRun, folder: Path) -> None:
         """alpha chosen on dev documents, then the chosen point run once on the test documents (reports.sweep)."""
-        from .sweep import Sweep
-        from .sweep import parser as sweep_parser
+        from unlock_eval.experiments.sweep import Sweep, parse
 
         argv = ["--model_args", run.model_args, "--tasks", ",".join(run.tasks), "--alphas", self.args.alphas]
         argv += ["--select-on", "dev", "--dev-size", str(self.args.dev_size), "--limit", str(self.args.limit)]
         argv += ["--no-baseline", "--output_path", str(folder), *self.flags()]
         self.log(f"{head}: unlock-eval sweep {' '.join(argv)}")
-        args, passthrough = sweep_parser().parse_known_args(argv)
+        args, passthrough = parse(argv)
         with contextlib.redirect_stdout(sys.stderr):
             Sweep(args, passthrough).run()
         chosen = json.loads((folder / "sweep.json").read_text())["chosen"]["point"]
@@ -189,8 +184,8 @@ class Demo:
 
     def diagnostics(self):
         """The transfer's per-layer diagnostics from the states the Unlock run cached (no forward pass)."""
-        from unlock_eval.diagnose import diagnosis_figure, format_diagnosis, run_diagnosis
-        from unlock_eval.spec import UnlockSpec
+        from unlock_eval.methods.unlock.diagnose import diagnosis_figure, format_diagnosis, run_diagnosis
+        from unlock_eval.methods.unlock.spec import UnlockSpec
 
         task = TASKS[self.args.task]
         spec = UnlockSpec(target=self.args.target, source=self.args.source, capability=task.capability,
@@ -203,9 +198,9 @@ class Demo:
     def main(self) -> int:
         from lm_eval.utils import setup_logging
 
-        from . import report
-        from .formats import render
-        from .plots import report_figures
+        from unlock_eval.reports import report
+        from unlock_eval.reports.formats import render
+        from unlock_eval.reports.plots import report_figures
 
         setup_logging()
         t0 = time.perf_counter()
@@ -261,13 +256,3 @@ class Demo:
                 "models. This demo shows the harness end to end, not the size of the effect."
             )
         return notes
-
-
-def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        return Demo(args).main()
-    except ConfigError as exc:
-        print(f"unlock-eval demo: error: {exc}", file=sys.stderr)
-        return 2

@@ -1,6 +1,6 @@
 """Benchmark data (GSM8K, MATH, MATH-500, AGIEval Math, SAT-Math): the Hub data sets upstream lm-eval uses, or
 local JSONL files in the upstream layouts under $UNLOCK_EVAL_DATA_DIR, converted to the Hub schema; and `arith`,
-generated in the repository (unlock_eval.arith).
+generated in the repository (unlock_eval.data.arith).
 
 One reading of the variable for the tasks and the extraction prompts alike: unset or empty means the Hub; a
 folder means local files only (a missing file is an error naming the path and the variable, never a fallback).
@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from unlock_eval.errors import ConfigError
 
 DATA_DIR_ENV = "UNLOCK_EVAL_DATA_DIR"
 
@@ -38,7 +38,7 @@ LOCAL_FILES = {
     "agieval_sat_math": {"test": "agieval/sat-math.jsonl"},
 }
 
-#: Benchmarks generated in the repository (no Hub, no local files): name -> splits (unlock_eval.arith).
+#: Benchmarks generated in the repository (no Hub, no local files): name -> splits (unlock_eval.data.arith).
 GENERATED = {"arith": ("train", "test")}
 
 #: MATH subjects: Hub config name == folder in the original tar layout == unique_id's middle part.
@@ -149,7 +149,7 @@ def _from_hub(benchmark: str, config_name: str | None, split: str | None = None)
 
 
 def _generated(benchmark: str, split: str) -> list[dict[str, Any]]:
-    from . import arith
+    from unlock_eval.data import arith
 
     return arith.rows(split)
 

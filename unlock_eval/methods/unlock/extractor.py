@@ -11,14 +11,14 @@ from typing import Any
 
 import torch
 
-from .align import SubspaceMap, resolve_layer_map
-from .bases import Bases
-from .cache import ArtifactCache, fingerprint, tensors_checksum
-from .capture import capture_final_states
-from .masterkey import MasterKey
-from .models import load_model, resolve_model
-from .prompts import render
-from .spec import UnlockSpec
+from unlock_eval.cache import ArtifactCache, fingerprint, tensors_checksum
+from unlock_eval.capture import capture_final_states
+from unlock_eval.data.prompts import render
+from unlock_eval.methods.unlock.align import SubspaceMap, resolve_layer_map
+from unlock_eval.methods.unlock.bases import Bases
+from unlock_eval.methods.unlock.masterkey import MasterKey
+from unlock_eval.methods.unlock.spec import UnlockSpec
+from unlock_eval.models import load_model, resolve_model
 
 logger = logging.getLogger(__name__)
 CAPTURE_VERSION = 1

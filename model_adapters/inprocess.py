@@ -46,8 +46,8 @@ def shared_builtin_task_index():
 def reuse_model_across_alphas():
     """Points that differ only in alpha (and share_alphas) reuse the `unlock` model the previous point loaded
     (`UnlockLM.reconfigure`) instead of loading the target again; any other change loads a new one (one is held)."""
+    from unlock_eval.methods.unlock.steer import DEFAULT_ALPHA
     from unlock_eval.model_adapters.unlock import UnlockLM
-    from unlock_eval.steer import DEFAULT_ALPHA
 
     held: dict[str, UnlockLM] = {}
     original = UnlockLM.create_from_arg_obj  # inherited from lm-eval's LM, bound to UnlockLM
@@ -76,9 +76,9 @@ def run_lm_eval(argv: list[str]) -> None:
     """One lm-eval run in this process, exactly as `lm_eval ARGV` (its CLI parser and code path)."""
     from lm_eval._cli import HarnessCLI
 
-    import _unlock_eval_startup
+    from unlock_eval.model_adapters import registration
 
-    _unlock_eval_startup.install()
+    registration.install()
     cli = HarnessCLI()
     try:
         args = cli._parser.parse_args(["run", *argv])

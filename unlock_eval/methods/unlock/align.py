@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from .bases import Bases
-from .cache import load_artifact, save_artifact
-from .errors import ConfigError
-from .masterkey import MasterKey
+from unlock_eval.cache import load_artifact, save_artifact
+from unlock_eval.errors import ConfigError
+from unlock_eval.methods.unlock.bases import Bases
+from unlock_eval.methods.unlock.masterkey import MasterKey
 
 DEFAULT_K = 16
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from unlock_eval.align import check_rank
 from unlock_eval.errors import ConfigError
+from unlock_eval.methods.unlock.align import check_rank
 from unlock_eval.params import as_float, as_int
 
 AXES = ("alpha", "k", "n")
@@ -75,8 +75,8 @@ def base_arguments(model_args: str) -> dict:
 
 def build_grid(model_args: str, alphas: str | None, ks: str | None, ns: str | None) -> Grid:
     """The grid of `--model_args` x `--alphas` x `--ks` x `--ns`, every point validated by the adapter's rules."""
+    from unlock_eval.methods.unlock.spec import UnlockSpec
     from unlock_eval.model_adapters.arguments import parse_model_args
-    from unlock_eval.spec import UnlockSpec
 
     base_text = model_args.strip().strip(",")
     base = base_arguments(base_text)

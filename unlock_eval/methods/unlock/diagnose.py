@@ -1,5 +1,5 @@
-"""`unlock-eval diagnose`: the per-layer diagnostics of a source/target pair (unlock_eval.diagnostics) from captured
-states (cached: a warm cache runs no forward pass), with k and n sweeps, as a table, JSON and a plot."""
+"""`unlock-eval diagnose`: the per-layer diagnostics of a source/target pair (unlock_eval.methods.unlock.diagnostics)
+from captured states (cached: a warm cache runs no forward pass), with k and n sweeps, as a table, JSON and a plot."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .align import SubspaceMap, resolve_layer_map
-from .bases import Bases
-from .cache import fingerprint
-from .diagnostics import (
+from unlock_eval.cache import fingerprint
+from unlock_eval.data.prompts import load_questions
+from unlock_eval.errors import ConfigError
+from unlock_eval.methods.unlock.align import SubspaceMap, resolve_layer_map
+from unlock_eval.methods.unlock.bases import Bases
+from unlock_eval.methods.unlock.diagnostics import (
     DEFAULT_FOLDS,
     LayerDiagnostics,
     bootstrap_cosines,
@@ -20,10 +22,8 @@ from .diagnostics import (
     linear_cka,
     verdict,
 )
-from .errors import ConfigError
-from .pipeline import Extractor
-from .prompts import load_questions
-from .spec import UnlockSpec
+from unlock_eval.methods.unlock.extractor import Extractor
+from unlock_eval.methods.unlock.spec import UnlockSpec
 
 
 @dataclass
@@ -129,7 +129,7 @@ def cached_diagnostics(
 
 
 def _key(locked: torch.Tensor, unlocked: torch.Tensor, aggregator: str):
-    from .masterkey import MasterKey
+    from unlock_eval.methods.unlock.masterkey import MasterKey
 
     return MasterKey.from_states(locked, unlocked, aggregator=aggregator)
 

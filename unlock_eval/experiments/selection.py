@@ -1,5 +1,5 @@
 """Honest selection for sweeps: dev-split twins of the evaluated tasks (lm-eval YAMLs that `include:` the task and
-ask its loader for a selection split, unlock_eval.splits), and the choice of the best grid point on them.
+ask its loader for a selection split, unlock_eval.data.splits), and the choice of the best grid point on them.
 
 A task whose data set has a train split gets a `<task>_dev` twin drawn from train, minus the extraction prompts;
 the reported evaluation is the task itself. A task with a test split only (MATH-500, AGIEval) gets a `<task>_dev`

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .bases import top_right_singular
-from .masterkey import MasterKey
+from unlock_eval.methods.unlock.bases import top_right_singular
+from unlock_eval.methods.unlock.masterkey import MasterKey
 
 ALIGNED_R2 = 0.0  # layers=aligned needs a held-out R² (k coordinates) above this: better than the training mean
 DEFAULT_FOLDS = 5

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import data
-from .errors import ConfigError
+from unlock_eval.data import benchmarks as data
+from unlock_eval.errors import ConfigError
 
 # The official code of the paper: rishabbala/Steering-Vector-Transfer at this commit, utils.py PROMPT_TEMPLATES.
 REFERENCE_CODE = "rishabbala/Steering-Vector-Transfer@9988ad7ff68ce37edd91cb728d13da73b07223ff utils.py"
@@ -50,8 +50,8 @@ CAPABILITIES: dict[str, Capability] = {
 }
 DEFAULT_CAPABILITY = "cot"
 
-# Named extraction sets: (benchmark of unlock_eval.data, split, text field). The reference takes the last n rows
-# of the steering data set's train split.
+# Named extraction sets: (benchmark of unlock_eval.data.benchmarks, split, text field). The reference takes the
+# last n rows of the steering data set's train split.
 EXTRACTION_SETS: dict[str, tuple[str, str, str]] = {
     "gsm8k": ("gsm8k", "train", "question"),
     "math": ("math", "train", "problem"),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shutil
 import sys
 import time
@@ -21,25 +20,22 @@ from pathlib import Path
 from typing import Any
 
 from unlock_eval.errors import ConfigError
-
-from .grid import Grid, Point, build_grid
-from .html import write_page
-from .inprocess import reuse_model_across_alphas, run_lm_eval, shared_builtin_task_index
-from .runs import file_scores
-from .selection import SelectionTasks, choose, write_selection_tasks
+from unlock_eval.experiments.grid import Grid, Point, build_grid
+from unlock_eval.experiments.selection import SelectionTasks, choose, write_selection_tasks
+from unlock_eval.model_adapters.inprocess import reuse_model_across_alphas, run_lm_eval, shared_builtin_task_index
+from unlock_eval.reports.html import write_page
+from unlock_eval.reports.runs import file_scores
 
 MANIFEST = "sweep.json"
 MANIFEST_VERSION = 1
 OWN_FLAGS = ("--model", "--model_args", "--tasks", "--limit", "--output_path", "--log_samples")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="unlock-eval sweep",
-        description=__doc__,
-        allow_abbrev=False,
-        epilog="Any other flag (--gen_kwargs, --device, --batch_size, --seed, ...) is passed to every lm-eval run.",
-    )
+EPILOG = "Any other flag (--gen_kwargs, --device, --batch_size, --seed, ...) is passed to every lm-eval run."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The sweep's own flags (`unlock-eval sweep`); every other flag goes to each lm-eval run."""
     p.add_argument("--model", default="unlock", choices=["unlock"], help="the model swept (default unlock)")
     p.add_argument("--model_args", required=True, help="the unlock model_args shared by every point")
     p.add_argument("--tasks", required=True, help="comma-separated lm-eval tasks")
@@ -59,7 +55,6 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="generate every alpha point on its own (default: the alphas of one n and k share one generation pass)",
     )
-    return p
 
 
 # ------------------------------------------------------------------------------------------------ the manifest
@@ -193,7 +188,7 @@ class Sweep:
     def _baseline(self, phase: str, tasks: list[str], include: Path | None) -> None:
         if self.args.no_baseline:
             return
-        from unlock_eval.model_adapters.recorded import resolve_role
+        from unlock_eval.model_adapters.base import resolve_role
 
         spec, hf = self.grid.spec, self.grid.hf_kwargs
         target = resolve_role("target", spec.target, hf.get("revision"), spec.cache_dir)
@@ -267,9 +262,9 @@ class Sweep:
         return 0
 
     def _write_report(self, folder: Path, notes: list[str], marks: dict[str, str]) -> None:
-        from . import report
-        from .formats import render
-        from .plots import report_figures
+        from unlock_eval.reports import report
+        from unlock_eval.reports.formats import render
+        from unlock_eval.reports.plots import report_figures
 
         runs = [folder / "baseline", folder / "points"]
         table = report([path for path in runs if path.is_dir()])
@@ -309,11 +304,8 @@ def _point_label(hyper: dict) -> str | None:
         return None
 
 
-def main(argv: list[str]) -> int:
-    args, passthrough = parser().parse_known_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        return Sweep(args, passthrough).run()
-    except ConfigError as exc:
-        print(f"unlock-eval sweep: error: {exc}", file=sys.stderr)
-        return 2
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The sweep's flags and the lm-eval flags passed through, as `unlock-eval sweep ARGV` reads them."""
+    p = argparse.ArgumentParser(prog="unlock-eval sweep", description=__doc__, allow_abbrev=False, epilog=EPILOG)
+    add_arguments(p)
+    return p.parse_known_args(argv)

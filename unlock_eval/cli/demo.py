@@ -1,0 +1,17 @@
+"""`unlock-eval demo` (`make demo`): the comparison on the embedded pair (unlock_eval.experiments.demo)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from unlock_eval.experiments.demo import add_arguments as demo_arguments
+
+    demo_arguments(p)
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    from unlock_eval.experiments.demo import Demo
+
+    return Demo(args).main()
