@@ -17,8 +17,8 @@ from tabulate import tabulate
 from unlock_eval import capture_final_states, load_model
 from unlock_eval.data.prompts import CAPABILITIES, load_questions, render
 from unlock_eval.layers import find_decoder_layers
-from unlock_eval.methods.unlock import steer
 from unlock_eval.methods.unlock.masterkey import MasterKey
+from unlock_eval.methods.unlock.steer import steer
 
 
 def timed(fn) -> float:

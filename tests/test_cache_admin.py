@@ -179,7 +179,9 @@ def test_cli_list_prune_and_errors(tmp_path):
     assert dry.returncode == 0 and "would remove merged/k1" in dry.stdout and "would free" in dry.stdout
     bad = cli("prune", "--cache-dir", tmp_path, "--kind", "bogus")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and bad.stderr.startswith("unlock-eval: error:")
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and bad.stderr.startswith(
+        "unlock-eval cache: error:"
+    )
     assert cli("prune", "--cache-dir", tmp_path).returncode == 2  # nothing selected
     empty = cli("list", "--cache-dir", tmp_path / "empty")
     assert empty.returncode == 0 and "empty" in empty.stdout

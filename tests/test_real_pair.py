@@ -9,7 +9,7 @@ import torch
 
 from unlock_eval import find_decoder_layers, load_model
 from unlock_eval.errors import ConfigError
-from unlock_eval.methods.unlock import steer
+from unlock_eval.methods.unlock.steer import steer
 from unlock_eval.models import resolve_model
 
 from conftest import requires_data, requires_models
@@ -93,7 +93,7 @@ def test_diagnose_table_json_and_plot_on_the_real_pair(tmp_path, capsys):
     assert all(r["cka"] > r["cka_chance"] for r in rows)
     assert report["verdict"].startswith("transferred key agrees")
     assert main([*base, "--sweep-k", "4,64"]) == 2  # k=64 > n=32: one line, before any capture
-    assert "unlock-eval: error: --sweep-k: k=64 does not fit n=32" in capsys.readouterr().err
+    assert "unlock-eval diagnose: error: --sweep-k: k=64 does not fit n=32" in capsys.readouterr().err
 
 
 def test_real_target_steering_changes_generation_and_keeps_batch_equivalence(tmp_path):

@@ -195,7 +195,17 @@ def test_cli_writes_html_with_plots_and_merges_reruns(world, tmp_path):
     (hf_dir / "results_2099-01-01T00-00-00.000000.json").write_text(json.dumps(rerun))
     (hf_dir / "results_broken.json").write_text("{not json")
     page = tmp_path / "report.html"
-    cli = [sys.executable, "-m", "unlock_eval.cli", "report", str(out), "--out", str(page), "--plots", str(tmp_path / "p")]
+    cli = [
+        sys.executable,
+        "-m",
+        "unlock_eval.cli",
+        "report",
+        str(out),
+        "--out",
+        str(page),
+        "--plots",
+        str(tmp_path / "p"),
+    ]
     proc = subprocess.run(cli, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "results_broken.json" in proc.stderr and proc.stderr.count("skipping") == 1  # one warning, named

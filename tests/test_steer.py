@@ -5,7 +5,7 @@ import torch
 
 from unlock_eval import MasterKey, find_decoder_layers
 from unlock_eval.errors import ConfigError
-from unlock_eval.methods.unlock import steer
+from unlock_eval.methods.unlock.steer import steer
 
 from tiny_models import BUILDERS, char_tokenizer, tiny_model
 

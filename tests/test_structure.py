@@ -212,7 +212,7 @@ def test_cli_reports_bad_input_in_one_line_and_never_looks_for_shared_data_itsel
         timeout=300,
     )  # exists from here
     assert proc.returncode == 2
-    assert proc.stderr.startswith("unlock-eval: error: cannot load openai/gsm8k (main)"), proc.stderr[-2000:]
+    assert proc.stderr.startswith("unlock-eval diagnose: error: cannot load openai/gsm8k (main)"), proc.stderr[-2000:]
     assert "UNLOCK_EVAL_DATA_DIR" in proc.stderr and "Traceback" not in proc.stderr
 
 

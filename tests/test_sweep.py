@@ -12,12 +12,12 @@ from pathlib import Path
 import datasets
 import pytest
 
+from unlock_eval.cli import main
 from unlock_eval.data.benchmarks import load_benchmark
 from unlock_eval.data.prompts import load_questions
 from unlock_eval.data.splits import select_documents
 from unlock_eval.errors import ConfigError
 from unlock_eval.experiments.grid import Point, build_grid
-from unlock_eval.cli import main
 
 from adapter_fixtures import save_tiny, write_questions
 from conftest import requires_data
