@@ -84,37 +84,38 @@ def mcnemar_p(run: np.ndarray, baseline: np.ndarray) -> float | None:
     return float(binomtest(min(n01, n10), n01 + n10, 0.5).pvalue)
 
 
-def paired_delta(
+def delta(
     run: Sequence[float],
     baseline: Sequence[float],
+    paired: bool,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     level: float = 0.95,
 ) -> Delta:
-    """Run vs baseline scored on the same documents in the same order: bootstrap of per-document differences."""
-    _check_options(resamples, level)
-    r, b = _check(run, "run"), _check(baseline, "baseline")
-    if r.size != b.size:
-        raise ValueError(f"paired scores need equal lengths, got {r.size} (run) and {b.size} (baseline)")
-    diffs = r - b
-    low, high = _interval(_bootstrap_means(diffs, resamples, np.random.default_rng(seed)), level)
-    return Delta(float(diffs.mean()), low, high, mcnemar_p(r, b), r.size, b.size, paired=True)
-
-
-def unpaired_delta(
-    run: Sequence[float],
-    baseline: Sequence[float],
-    resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    level: float = 0.95,
-) -> Delta:
-    """Runs without a shared document list: each run's mean is resampled independently (run first, then baseline)."""
+    """Run minus baseline with a bootstrap interval. Paired: the same documents in the same order, the per-document
+    differences resampled (and McNemar's p). Unpaired: each run's mean resampled independently (run first)."""
     _check_options(resamples, level)
     r, b = _check(run, "run"), _check(baseline, "baseline")
     rng = np.random.default_rng(seed)
-    means = _bootstrap_means(r, resamples, rng) - _bootstrap_means(b, resamples, rng)
-    low, high = _interval(means, level)
-    return Delta(float(r.mean() - b.mean()), low, high, None, r.size, b.size, paired=False)
+    if not paired:
+        means = _bootstrap_means(r, resamples, rng) - _bootstrap_means(b, resamples, rng)
+        low, high = _interval(means, level)
+        return Delta(float(r.mean() - b.mean()), low, high, None, r.size, b.size, paired=False)
+    if r.size != b.size:
+        raise ValueError(f"paired scores need equal lengths, got {r.size} (run) and {b.size} (baseline)")
+    diffs = r - b
+    low, high = _interval(_bootstrap_means(diffs, resamples, rng), level)
+    return Delta(float(diffs.mean()), low, high, mcnemar_p(r, b), r.size, b.size, paired=True)
+
+
+def paired_delta(run: Sequence[float], baseline: Sequence[float], **options) -> Delta:
+    """Run vs baseline scored on the same documents in the same order (delta, paired)."""
+    return delta(run, baseline, paired=True, **options)
+
+
+def unpaired_delta(run: Sequence[float], baseline: Sequence[float], **options) -> Delta:
+    """Runs without a shared document list (delta, unpaired)."""
+    return delta(run, baseline, paired=False, **options)
 
 
 def _signed(x: float, digits: int) -> str:
