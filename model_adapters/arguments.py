@@ -1,4 +1,5 @@
-"""`--model_args` of our lm-eval models: our declared arguments (unlock_eval.methods.*.spec) apart from HFLM's."""
+"""`--model_args` of our lm-eval models: our declared arguments (unlock_eval.methods.*.spec) apart from HFLM's, and
+the models they name resolved with errors naming the argument."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 from unlock_eval import params
 from unlock_eval.errors import ConfigError
-from unlock_eval.models import DTYPE_ALIASES
+from unlock_eval.method import ROLES
+from unlock_eval.models import ResolvedModel, canonical_dtype, resolve_model
 
 # HFLM arguments that change the target's weights or tokenizer behind its identity: the captured target states
 # would be cached under the plain model's key, so they are refused rather than silently mixed up.
@@ -45,8 +47,19 @@ def parse_model_args(spec_cls: type, model: str, kwargs: dict[str, Any]) -> tupl
             f"{', '.join(ours)}; and every HFLM argument: {', '.join(sorted(valid_hf))}"
         )
     spec, hf_kwargs = params.parse_known(spec_cls, kwargs)
-    dtype = str(hf_kwargs.get("dtype", "float32")).replace("torch.", "")
-    if dtype not in DTYPE_ALIASES:
-        raise ConfigError(f"dtype={hf_kwargs['dtype']!r}: allowed values are {', '.join(DTYPE_ALIASES)}")
-    hf_kwargs["dtype"] = DTYPE_ALIASES[dtype]  # one canonical name for HFLM, the extraction and the cache keys
+    # one canonical name for HFLM, the extraction and the cache keys
+    hf_kwargs["dtype"] = canonical_dtype(hf_kwargs.get("dtype", "float32"))
     return spec, hf_kwargs
+
+
+def resolve_role(role: str, spec: str, revision: str | None, cache_dir: str | None, **kwargs: Any) -> ResolvedModel:
+    """resolve_model, with errors naming the argument (target=, source=, source_locked=) they came from."""
+    try:
+        return resolve_model(spec, revision=revision, cache_dir=cache_dir, **kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{role}: {exc}") from None
+
+
+def resolve_roles(spec: Any, revisions: dict[str, str | None]) -> dict[str, ResolvedModel]:
+    """The models of a transfer spec (target, source, source_locked), each resolved at its revision."""
+    return {role: resolve_role(role, getattr(spec, role), revisions[role], spec.cache_dir) for role in ROLES}

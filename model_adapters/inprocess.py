@@ -42,34 +42,50 @@ def shared_builtin_task_index():
         _index.TaskIndex.build = staticmethod(original)
 
 
+class HeldModel:
+    """The `unlock` model of the last point (`model`, built from the `--model_args` keyed `key`) and the typed
+    alpha and share_alphas of the next point (`next_point`), which reuses it when only those differ."""
+
+    def __init__(self) -> None:
+        self.model = None
+        self.key: str | None = None
+        self.point: tuple[float, list[float] | None] | None = None
+
+    def next_point(self, alpha: float, share_alphas: list[float] | None = None) -> None:
+        """The next run is a sweep point at `alpha` (values its grid checked with the spec): a held model whose other
+        arguments match is reconfigured with these values, not with its `--model_args` text."""
+        self.point = (alpha, share_alphas)
+
+
 @contextmanager
 def reuse_model_across_alphas():
     """Points that differ only in alpha (and share_alphas) reuse the `unlock` model the previous point loaded
-    (`UnlockLM.reconfigure`) instead of loading the target again; any other change loads a new one (one is held)."""
-    from unlock_eval.methods.unlock.steer import DEFAULT_ALPHA
+    (`UnlockLM.reconfigure`, with the point's typed values: `HeldModel.next_point`) instead of loading the target
+    again; any other change loads a new one (one is held). Each run is still an ordinary lm-eval run."""
     from unlock_eval.model_adapters.unlock import UnlockLM
 
-    held: dict[str, UnlockLM] = {}
+    held = HeldModel()
     original = UnlockLM.create_from_arg_obj  # inherited from lm-eval's LM, bound to UnlockLM
 
     def create(cls, arg_dict, additional_config=None):
         given = {k: v for k, v in (additional_config or {}).items() if v is not None}
         rest = {k: v for k, v in {**arg_dict, **given}.items() if k not in ("alpha", "share_alphas")}
         key = json.dumps(rest, sort_keys=True, default=str)
-        if key in held:
-            held[key].reconfigure(arg_dict.get("alpha", DEFAULT_ALPHA), arg_dict.get("share_alphas"))
-            return held[key]
-        held.clear()
+        point, held.point = held.point, None
+        if key == held.key and point is not None:
+            held.model.reconfigure(*point)
+            return held.model
+        held.model = held.key = None
         gc.collect()
-        held[key] = original(arg_dict, additional_config)
-        return held[key]
+        held.model, held.key = original(arg_dict, additional_config), key
+        return held.model
 
     UnlockLM.create_from_arg_obj = classmethod(create)
     try:
-        yield
+        yield held
     finally:
         del UnlockLM.create_from_arg_obj  # lm-eval's own again
-        held.clear()
+        held.model = held.key = None
 
 
 def run_lm_eval(argv: list[str]) -> None:

@@ -8,35 +8,35 @@ import time
 from typing import Any
 
 import torch
-from lm_eval.models.huggingface import HFLM
 
 from unlock_eval.cache import fingerprint
 from unlock_eval.data.prompts import recover_question, render
 from unlock_eval.errors import ConfigError
-from unlock_eval.method import ROLES, MethodRecord, peak_rss_mb
+from unlock_eval.method import ROLES, MethodRecord
 from unlock_eval.methods.logit_transfer.mix import SourceStepper, check_vocabularies, logit_rows, mixed_logits
 from unlock_eval.methods.logit_transfer.spec import LogitTransferSpec
-from unlock_eval.model_adapters.arguments import parse_model_args
-from unlock_eval.model_adapters.base import RecordedRun, resolve_role
+from unlock_eval.model_adapters.arguments import resolve_roles
+from unlock_eval.model_adapters.base import PROMPT_PASS_GEN_KWARGS, TransferLM, refuse_gen_kwargs
 from unlock_eval.models import load_model, load_tokenizer
 
 logger = logging.getLogger("lm_eval.models.logit_transfer")
-_UNSUPPORTED_GEN_KWARGS = ("prefill_chunk_size", "prompt_lookup_num_tokens", "assistant_model")
 
 
-class LogitTransferLM(RecordedRun, HFLM):
+class LogitTransferLM(TransferLM):
     """Proxy-tuning as an lm-eval model, for generate_until (greedy or sampled), loglikelihood and (with two
     checkpoints) loglikelihood_rolling. Prompt-induced (one source model): `source` reads the unlocked template
     and `source_locked` the locked one, each filled with the request's question and followed by the same tokens."""
 
+    MODEL, SPEC = "logit_transfer", LogitTransferSpec
+
     def __init__(self, **kwargs: Any) -> None:
         t0 = time.perf_counter()
-        spec, hf_kwargs = parse_model_args(LogitTransferSpec, "logit_transfer", kwargs)
+        spec, hf_kwargs = self._parse(kwargs)
         self.transfer_config: LogitTransferSpec = spec
         specs = {role: getattr(spec, role) for role in ROLES}
         revisions = {role: spec.source_revision if specs[role] != spec.target else None for role in ROLES}
         revisions["target"] = hf_kwargs.get("revision")
-        resolved = {role: resolve_role(role, specs[role], revisions[role], spec.cache_dir) for role in ROLES}
+        resolved = resolve_roles(spec, revisions)
         identities = {role: resolved[role].identity for role in ROLES}
         # the vocabulary check needs tokenizers only: a refusal comes before any model is loaded
         tokenizers = {}
@@ -44,8 +44,7 @@ class LogitTransferLM(RecordedRun, HFLM):
             twin = next((r for r in tokenizers if identities[r] == identities[role]), None)
             tokenizers[role] = tokenizers[twin] if twin else load_tokenizer(resolved[role])
         check_vocabularies(tokenizers, specs)
-        hf_kwargs.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
-        super().__init__(pretrained=resolved["target"].pretrained, **hf_kwargs)
+        self._start(resolved["target"].pretrained, hf_kwargs)
         self.tokenizer.padding_side = "left"
         models = {"target": self.model}
         for role in ("source", "source_locked"):
@@ -57,14 +56,16 @@ class LogitTransferLM(RecordedRun, HFLM):
         self.prompt_induced = not spec.model_induced
         if self.prompt_induced:
             self.logits_cache = False  # one scoring row per request: its source prompts are its own
-        self.cache_table = "logit_transfer_" + fingerprint(
-            {"ids": identities, "lam": spec.lam, "t": [spec.locked_template, spec.unlocked_template]}
+        self.cache_table = self._table(
+            fingerprint({"ids": identities, "lam": spec.lam, "t": [spec.locked_template, spec.unlocked_template]})
         )
         setup = time.perf_counter() - t0
         batched = models["source"] is models["source_locked"]
-        self.run_record = MethodRecord(
-            method="logit_transfer",
-            models={role: {"spec": specs[role], "identity": identities[role]} for role in ROLES},
+        self.run_record = MethodRecord.of_run(
+            "logit_transfer",
+            specs,
+            identities,
+            setup,
             hyperparameters={
                 "lam": spec.lam,
                 "regime": spec.regime,
@@ -72,8 +73,6 @@ class LogitTransferLM(RecordedRun, HFLM):
                 "locked_template": spec.locked_template,
                 "unlocked_template": spec.unlocked_template,
             },
-            setup_seconds=round(setup, 3),
-            setup_peak_rss_mb=peak_rss_mb(),
             extra_forward_passes_per_token=2,  # the two source sequences, beside the target's own pass
             details={
                 "source_forward_calls_per_token": 1 if batched else 2,  # one batched call when one checkpoint
@@ -137,16 +136,8 @@ class LogitTransferLM(RecordedRun, HFLM):
         self._remember_prompts(requests)
         return super().generate_until(requests, disable_tqdm=disable_tqdm)
 
-    def tok_batch_encode(self, strings, *args, **kwargs):
-        self._batch_contexts = list(strings)  # the rows of the next _model_generate, in order
-        return super().tok_batch_encode(strings, *args, **kwargs)
-
     def _model_generate(self, context, max_length, stop, **generation_kwargs):
-        bad = [k for k in _UNSUPPORTED_GEN_KWARGS if generation_kwargs.get(k)]
-        if int(generation_kwargs.get("num_beams", 1) or 1) > 1:
-            bad.append("num_beams")
-        if bad:
-            raise ConfigError(f"gen_kwargs {', '.join(bad)}: not supported with --model logit_transfer")
+        refuse_gen_kwargs(generation_kwargs, (*PROMPT_PASS_GEN_KWARGS, "num_beams"), "--model logit_transfer")
         mask = generation_kwargs.get("attention_mask")
         mask = torch.ones_like(context) if mask is None else mask
         if self.prompt_induced:
@@ -173,25 +164,17 @@ class LogitTransferLM(RecordedRun, HFLM):
             )
         return super().loglikelihood_rolling(requests, disable_tqdm=disable_tqdm)
 
-    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
-        self._rows: dict[tuple[int, ...], tuple[list[int], list[int], list[int]]] = {}
-        if self.prompt_induced:
-            for (context, _), context_enc, continuation_enc in requests:
-                # lm-eval moves the context's trailing whitespace into the continuation (_encode_pair); the
-                # source prompts drop the same whitespace, so all three read it once, as continuation tokens
-                moved = context[len(context.rstrip()) :]
-                unlocked, locked = (p[: len(p) - len(moved)] if moved and p.endswith(moved) else p
-                                    for p in self._source_prompts[context])  # fmt: skip
-                inp = tuple((context_enc + continuation_enc)[-(self.max_length + 1) :][:-1])
-                self._rows[inp] = (
-                    self._encode("source", [unlocked])[0],
-                    self._encode("source_locked", [locked])[0],
-                    continuation_enc,
-                )
-        try:
-            return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
-        finally:
-            self._rows = {}
+    def _row_entry(self, request, cut: int):
+        """Prompt-induced: the request's two source prompts (tokens) and its continuation tokens."""
+        if not self.prompt_induced:
+            return None
+        (context, _), _, continuation_enc = request
+        # lm-eval moves the context's trailing whitespace into the continuation (_encode_pair); the source prompts
+        # drop the same whitespace, so all three read it once, as continuation tokens
+        moved = context[len(context.rstrip()) :]
+        unlocked, locked = (p[: len(p) - len(moved)] if moved and p.endswith(moved) else p
+                            for p in self._source_prompts[context])  # fmt: skip
+        return self._encode("source", [unlocked])[0], self._encode("source_locked", [locked])[0], continuation_enc
 
     def _model_call(self, inps: torch.Tensor, attn_mask=None, labels=None) -> torch.Tensor:
         logits = super()._model_call(inps, attn_mask=attn_mask, labels=labels)
@@ -201,7 +184,7 @@ class LogitTransferLM(RecordedRun, HFLM):
                 deltas = stepper.sequence_delta(rows, rows, [len(r) for r in rows], self.device)
                 logits[..., : self.vocab] += lam * torch.stack(deltas).to(logits.dtype)
                 return logits
-            found = [self._row_record(row) for row in rows]
+            found = [self._row_record(row) for row in rows]  # (unlocked, locked, continuation, unpadded length)
             deltas = stepper.sequence_delta(
                 [src + cont[:-1] for src, _, cont, _ in found],
                 [lck + cont[:-1] for _, lck, cont, _ in found],
@@ -213,14 +196,7 @@ class LogitTransferLM(RecordedRun, HFLM):
         return logits
 
     def _row_record(self, row: list[int]):
-        """The request a right-padded scoring row belongs to (HFLM pads with zeros: only trailing zeros can be
-        padding, so only those cut points are tried), with the row's unpadded length."""
-        length = len(row)
-        while length > 0:
-            record = self._rows.get(tuple(row[:length]))
-            if record is not None:
-                return (*record, length)
-            if row[length - 1] != 0:
-                break
-            length -= 1
-        raise RuntimeError("logit_transfer: a scoring row matches no request (please report this)")
+        entry, length = self._scored_row(row)
+        if entry is None:
+            raise RuntimeError("logit_transfer: a scoring row matches no request (please report this)")
+        return (*entry, length)

@@ -56,12 +56,18 @@ def _install_error_hook():
     sys.excepthook = hook
 
 
-def _patch_tracker(module):
-    tracker_cls = module.GeneralConfigTracker
-    if getattr(tracker_cls, "_unlock_eval_patched", False):
-        return
-    original = tracker_cls.log_experiment_args
+def _patch_once(cls, name: str, make) -> None:
+    """Replace the method `name` of lm-eval's `cls` with `make(original)`, once (a second import changes nothing)."""
+    if not getattr(cls, "_unlock_eval_patched", False):
+        setattr(cls, name, make(getattr(cls, name)))
+        cls._unlock_eval_patched = True
 
+
+def _patch_tracker(module):
+    _patch_once(module.GeneralConfigTracker, "log_experiment_args", lambda original: _named_run(module, original))
+
+
+def _named_run(module, original):
     def log_experiment_args(self, model_source, model_args, *args, **kwargs):
         original(self, model_source, model_args, *args, **kwargs)
         registry = _registry()
@@ -69,17 +75,15 @@ def _patch_tracker(module):
             self.model_name = registry.run_name(model_source, model_args)
             self.model_name_sanitized = module.sanitize_model_name(self.model_name)
 
-    tracker_cls.log_experiment_args = log_experiment_args
-    tracker_cls._unlock_eval_patched = True
+    return log_experiment_args
 
 
 def _patch_task_manager(module):
-    from pathlib import Path
+    _patch_once(module.TaskManager, "__init__", _with_our_tasks)
 
-    manager_cls = module.TaskManager
-    if getattr(manager_cls, "_unlock_eval_patched", False):
-        return
-    original_init = manager_cls.__init__
+
+def _with_our_tasks(original_init):
+    from pathlib import Path
 
     def __init__(self, verbosity=None, include_path=None, include_defaults=True, metadata=None):
         paths = (
@@ -96,8 +100,7 @@ def _patch_task_manager(module):
             self, verbosity=verbosity, include_path=paths, include_defaults=include_defaults, metadata=metadata
         )
 
-    manager_cls.__init__ = __init__
-    manager_cls._unlock_eval_patched = True
+    return __init__
 
 
 _CALLBACKS = {

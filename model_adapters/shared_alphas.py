@@ -10,11 +10,61 @@ own (`finish_answer`, the lines of `HFLM.generate_until` after `_model_generate`
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from unlock_eval.errors import ConfigError
+
+logger = logging.getLogger("lm_eval.models.unlock")
+
+
+@dataclass
+class SharedPass:
+    """The other alphas (`others`) one generate_until call of the model at `alpha` also generates for, the
+    generation arguments of each prompt, and the answers collected batch by batch until `write`."""
+
+    alpha: float
+    others: list[float]
+    gen_kwargs: dict[str, Any]
+    cache_file: str
+    answers: dict[float, list[tuple[Any, str]]]
+
+    @classmethod
+    def start(cls, requests, alpha: float, share_alphas: list[float] | None, cache_file: str | None):
+        """The pass of these requests, or None (not asked, or sampling, whose answers lm-eval never serves from
+        its cache)."""
+        others = [a for a in share_alphas or () if a != alpha]
+        if not others or not requests:
+            return None
+        check_cache(cache_file)
+        if any(request.args[1].get("do_sample") for request in requests):
+            logger.warning("unlock: share_alphas ignored for sampled generation (lm-eval does not cache it)")
+            return None
+        return cls(alpha, others, gen_kwargs_by_context(requests), cache_file, {a: [] for a in others})
+
+    def expand(self, context: torch.Tensor, attention_mask: torch.Tensor):
+        """The batch once per alpha, its mask, and the alpha of each row (for `steer`)."""
+        return expand(context, attention_mask, [self.alpha, *self.others])
+
+    def collect(self, lm, out: torch.Tensor, shape: tuple[int, int], stop: list[str]) -> torch.Tensor:
+        """Keep the extra copies' answers (prompts: `lm._batch_contexts`); return the rows of the model's own alpha.
+        `shape` is the (batch, width) of the prompts before `expand`."""
+        batch, width = shape
+        for copy, alpha in enumerate(self.others, 1):
+            for tokens, prompt in zip(out[copy * batch : (copy + 1) * batch].tolist(), lm._batch_contexts):
+                gen_kwargs = self.gen_kwargs.get(prompt)
+                if gen_kwargs is not None:
+                    self.answers[alpha].append(((prompt, gen_kwargs), finish_answer(lm, tokens, width, stop)))
+        return out[:batch]
+
+    def write(self, tables: dict[float, str]) -> None:
+        """Store the collected answers, each alpha's in its `--use_cache` table (`tables`)."""
+        written = write_answers(self.cache_file, tables, self.answers)
+        logger.info("unlock: shared pass wrote %d answers for alpha %s into %s", written,
+                    ", ".join(f"{a:g}" for a in self.others), self.cache_file)  # fmt: skip
 
 
 def expand(context: torch.Tensor, attention_mask: torch.Tensor, alphas: list[float]):

@@ -6,25 +6,24 @@ import logging
 import time
 from typing import Any
 
-import torch
-from lm_eval.models.huggingface import HFLM
-
-from unlock_eval.method import ROLES, MethodRecord, peak_rss_mb
+from unlock_eval.method import ROLES, MethodRecord
 from unlock_eval.methods.weight_transfer.merge import merged_model, model_folder
 from unlock_eval.methods.weight_transfer.spec import WeightTransferSpec
-from unlock_eval.model_adapters.arguments import parse_model_args
-from unlock_eval.model_adapters.base import RecordedRun, resolve_role
+from unlock_eval.model_adapters.arguments import resolve_roles
+from unlock_eval.model_adapters.base import TransferLM
 
 logger = logging.getLogger("lm_eval.models.weight_transfer")
 
 
-class WeightTransferLM(RecordedRun, HFLM):
+class WeightTransferLM(TransferLM):
     """Task arithmetic as an lm-eval model: the merged weights are an ordinary model folder in the cache, which
     HFLM then loads like any `pretrained=` (no hooks, no extra forward passes)."""
 
+    MODEL, SPEC = "weight_transfer", WeightTransferSpec
+
     def __init__(self, **kwargs: Any) -> None:
         t0 = time.perf_counter()
-        spec, hf_kwargs = parse_model_args(WeightTransferSpec, "weight_transfer", kwargs)
+        spec, hf_kwargs = self._parse(kwargs)
         self.transfer_config: WeightTransferSpec = spec
         revisions = {
             "target": hf_kwargs.pop("revision", None),
@@ -32,7 +31,7 @@ class WeightTransferLM(RecordedRun, HFLM):
             "source_locked": spec.source_revision,
         }
         specs = {role: getattr(spec, role) for role in ROLES}
-        resolved = {role: resolve_role(role, specs[role], revisions[role], spec.cache_dir) for role in ROLES}
+        resolved = resolve_roles(spec, revisions)
         identities = {role: resolved[role].identity for role in ROLES}
         folder, cached = merged_model(
             {role: model_folder(resolved[role]) for role in ROLES},
@@ -43,16 +42,15 @@ class WeightTransferLM(RecordedRun, HFLM):
             cache_dir=spec.cache_dir,
             progress=True,
         )
-        hf_kwargs.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
-        super().__init__(pretrained=str(folder), **hf_kwargs)
-        self.cache_table = f"weight_transfer_{folder.name}"
+        self._start(str(folder), hf_kwargs)
+        self.cache_table = self._table(folder.name)
         setup = time.perf_counter() - t0
-        self.run_record = MethodRecord(
-            method="weight_transfer",
-            models={role: {"spec": specs[role], "identity": identities[role]} for role in ROLES},
+        self.run_record = MethodRecord.of_run(
+            "weight_transfer",
+            specs,
+            identities,
+            setup,
             hyperparameters={"lam": spec.lam, "vocab": spec.vocab},
-            setup_seconds=round(setup, 3),
-            setup_peak_rss_mb=peak_rss_mb(),
             extra_forward_passes_per_token=0,
             details={"merged_model": str(folder), "merge_reused": cached},
         )

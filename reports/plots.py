@@ -1,11 +1,15 @@
 """Report figures (matplotlib, headless): accuracy vs alpha and vs k per task, generated-length distributions,
-behaviour per run."""
+behaviour per run, a transfer's diagnostics per layer."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from unlock_eval.reports.table import Table
+
+if TYPE_CHECKING:
+    from unlock_eval.methods.unlock.diagnostics import Diagnosis
 
 
 def _short(label: str, width: int = 48) -> str:
@@ -109,6 +113,42 @@ def behaviour_figure(table: Table):
     fig.tight_layout()
     caption = "behaviour per run: step-structured outputs, repetition, first generated word (entropy, top words)"
     return figure_from_matplotlib(fig, "behaviour", caption)
+
+
+def diagnosis_figure(d: Diagnosis):
+    """Held-out R², CKA and the cosine (with its interval and chance band) against relative depth (a matplotlib
+    figure; the caller saves and closes it)."""
+    from unlock_eval.methods.unlock.measures import chance_cosine
+
+    plt = _pyplot()
+    depth = [r.relative_depth for r in d.rows]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)
+    top.plot(depth, [r.heldout_r2_k for r in d.rows], marker="o", label=f"held-out R², k={d.k} coordinates")
+    top.plot(depth, [r.heldout_r2_full for r in d.rows], marker=".", label="held-out R², full states")
+    top.plot(depth, [r.cka for r in d.rows], marker="s", label="CKA")
+    top.plot(depth, [r.cka_chance for r in d.rows], linestyle=":", color="grey", label="CKA, shuffled pairs")
+    for k, rows in d.sweep_k.items():
+        if k != d.k:
+            top.plot(depth, [r.heldout_r2_k for r in rows], alpha=0.5, linewidth=1, label=f"held-out R², k={k}")
+    top.axhline(0, color="black", linewidth=0.5)
+    top.set_ylabel("R² / CKA")
+    top.legend(fontsize="x-small")
+    if d.rows[0].cos is not None:
+        cos = [r.cos for r in d.rows]
+        bottom.plot(depth, cos, marker="o", label="cos(transferred, native)")
+        bottom.fill_between(
+            depth, [r.cos_low for r in d.rows], [r.cos_high for r in d.rows], alpha=0.25, label="95% bootstrap"
+        )
+        chance = chance_cosine(d.hidden_size)
+        bottom.axhspan(-chance, chance, color="grey", alpha=0.2, label="chance |cos| (random directions)")
+    bottom.plot(depth, [r.key_norm_ratio for r in d.rows], linestyle="--", label="|transferred key| / |h|")
+    bottom.axhline(0, color="black", linewidth=0.5)
+    bottom.set_xlabel("relative depth of the target layer")
+    bottom.set_ylabel("cosine / norm ratio")
+    bottom.legend(fontsize="x-small")
+    fig.suptitle(f"{d.source} → {d.target} (n={d.n}, k={d.k})")
+    fig.tight_layout()
+    return fig
 
 
 def report_figures(table: Table) -> list:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from unlock_eval.errors import ConfigError
-from unlock_eval.layers import find_decoder_layers, find_final_norm, layer_hidden
+from unlock_eval.layers import find_decoder_layers, find_final_norm, layer_hidden, layer_indices
 
 
 class _StopForward(Exception):
@@ -56,10 +56,7 @@ def capture_final_states(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     decoder_layers = find_decoder_layers(model, layers_path, arg=layers_arg)
     n_layers = len(decoder_layers)
-    wanted = list(range(n_layers)) if layers is None else sorted(set(int(l) for l in layers))
-    bad = [l for l in wanted if not 0 <= l < n_layers]
-    if bad or not wanted:
-        raise ConfigError(f"layers must be indices in [0, {n_layers - 1}], got {list(layers or [])}")
+    wanted = layer_indices(layers, n_layers)
     deepest = wanted[-1]
     norm = find_final_norm(model) if deepest == n_layers - 1 else None
     if tokenizer.padding_side != "left":

@@ -59,6 +59,17 @@ def find_decoder_layers(model: nn.Module, layers_path: str | None = None, arg: s
     )
 
 
+def layer_indices(layers: Any, n_layers: int, owner: str = "the model") -> list[int]:
+    """`layers` (None: all) as sorted distinct indices into `owner`'s `n_layers` decoder layers (the one rule for
+    steering, capture and a run's layers= argument)."""
+    chosen = list(range(n_layers)) if layers is None else sorted({int(layer) for layer in layers})
+    if not chosen or any(not 0 <= layer < n_layers for layer in chosen):
+        raise ConfigError(
+            f"layers={list(layers or [])}: {owner} has {n_layers} layers; layers must be indices in [0, {n_layers - 1}]"
+        )
+    return chosen
+
+
 def find_final_norm(model: nn.Module) -> nn.Module:
     """The norm applied after the last decoder layer."""
     for path in KNOWN_FINAL_NORM_PATHS:

@@ -46,6 +46,15 @@ class MethodRecord:
     extra_forward_passes_per_token: float
     details: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of_run(
+        cls, method: str, specs: dict[str, str], identities: dict[str, Any], setup_seconds: float, **fields: Any
+    ) -> MethodRecord:
+        """The record of a run set up in `setup_seconds` (peak memory read now); `specs` and `identities` give each
+        role's model spec and identity; `fields`: hyperparameters, extra_forward_passes_per_token, details."""
+        models = {role: {"spec": spec, "identity": identities[role]} for role, spec in specs.items()}
+        return cls(method, models, setup_seconds=round(setup_seconds, 3), setup_peak_rss_mb=peak_rss_mb(), **fields)
+
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method {self.method!r}: known methods are {', '.join(METHODS)}")

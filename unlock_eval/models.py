@@ -255,14 +255,20 @@ DTYPE_ALIASES = {
 }
 
 
+def canonical_dtype(dtype: Any) -> str:
+    """One canonical dtype name for any accepted spelling (`bf16`, `torch.bfloat16`, ...): the one dtype rule."""
+    name = str(dtype).replace("torch.", "")
+    if name not in DTYPE_ALIASES:
+        raise ConfigError(f"dtype={dtype!r}: allowed values are {', '.join(DTYPE_ALIASES)}")
+    return DTYPE_ALIASES[name]
+
+
 def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype not in DTYPE_ALIASES:
-        raise ConfigError(f"dtype={dtype!r}: allowed values are {', '.join(DTYPE_ALIASES)}")
-    name = DTYPE_ALIASES[dtype]
+    name = canonical_dtype(dtype)
     return "auto" if name == "auto" else getattr(torch, name)
 
 

@@ -21,8 +21,9 @@ _META = "unlock_eval_param"
 
 def param(default: Any = MISSING, help: str = "", parse: Callable | None = None, check: Callable | None = None) -> Any:
     """A dataclass field declaring one argument. `parse(name, raw)` coerces a raw value (or raises ConfigError);
-    `check(value)` is the engine's validation of a parsed value (raises ConfigError), also run when the dataclass
-    is built directly from Python. No default means required; no parser means a non-empty string."""
+    `check(value)` is the engine's validation of a parsed value (raises ConfigError; a value it returns replaces
+    the parsed one), also run when the dataclass is built directly from Python. No default means required; no
+    parser means a non-empty string (`as_given`: the check alone takes the raw value)."""
     return field(default=default, metadata={_META: (help, parse or as_text, check)})
 
 
@@ -34,14 +35,21 @@ def parse_and_check(obj: Any) -> None:
     """Coerce each given field with its parser, then run its engine check (None means "not given" and is left
     alone). Runs on construction, so a dataclass built from Python is parsed like one built from model_args."""
     for f in _params(obj):
-        _, parse, check = f.metadata[_META]
         value = getattr(obj, f.name)
-        if value is None:
-            continue
-        value = parse(f.name, value)
-        setattr(obj, f.name, value)
-        if check is not None:
-            check(value)
+        if value is not None:
+            setattr(obj, f.name, _parse_field(f, value))
+
+
+def _parse_field(f: Field, value: Any) -> Any:
+    _, parse, check = f.metadata[_META]
+    value = parse(f.name, value)
+    checked = check(value) if check is not None else None
+    return value if checked is None else checked
+
+
+def parse_field(cls: type, name: str, value: Any) -> Any:
+    """One declared argument's raw value, parsed and checked as the dataclass does it."""
+    return _parse_field(next(f for f in _params(cls) if f.name == name), value)
 
 
 def help_rows(cls: type) -> list[tuple[str, str]]:
@@ -90,6 +98,11 @@ def parse_known(cls: type, raw: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------------ parsers
 # Each takes (name, raw value) and returns the typed value or raises ConfigError naming the argument.
+
+
+def as_given(name: str, value: Any) -> Any:
+    """No parsing: the argument's engine check takes the raw value and returns the typed one (alpha)."""
+    return value
 
 
 def as_text(name: str, value: Any) -> str:

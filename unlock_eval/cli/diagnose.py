@@ -1,9 +1,10 @@
 """`unlock-eval diagnose`: per-layer diagnostics of a transfer from cached (or newly captured) states: a table,
---json, --plot (the numbers: unlock_eval.methods.unlock.diagnostics)."""
+--json, --plot (the numbers: unlock_eval.methods.unlock.diagnostics; table and figure: unlock_eval.reports)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,9 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from unlock_eval.errors import ConfigError
-    from unlock_eval.methods.unlock.diagnose import format_diagnosis, plot_diagnosis, run_diagnosis, to_json_text
+    from unlock_eval.methods.unlock.diagnostics import run_diagnosis
     from unlock_eval.methods.unlock.spec import UnlockSpec
     from unlock_eval.params import as_index_list
+    from unlock_eval.reports.diagnostics_table import format_diagnosis
 
     fields = ("target", "source", "source_locked", "capability", "k", "n", "aggregator", "extract_from", "cache_dir")
     given = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
@@ -42,9 +44,21 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.folds < 2:
         raise ConfigError(f"--folds={args.folds}: expected an integer >= 2")
     diagnosis = run_diagnosis(spec, args.folds, sweep_k, sweep_n, progress=not args.json)
-    print(to_json_text(diagnosis) if args.json else format_diagnosis(diagnosis))
+    print(json.dumps(diagnosis.to_json(), indent=2) if args.json else format_diagnosis(diagnosis))
     if args.plot:
-        plot_diagnosis(diagnosis, args.plot)
+        _save_plot(diagnosis, args.plot)
         if not args.json:
             print(f"plot: {args.plot}")
     return 0
+
+
+def _save_plot(diagnosis, path: str) -> None:
+    """Write the diagnosis figure to a PNG or SVG file (without a date or software stamp: the same numbers give the
+    same file)."""
+    import matplotlib.pyplot as plt
+
+    from unlock_eval.reports.plots import diagnosis_figure
+
+    fig = diagnosis_figure(diagnosis)
+    fig.savefig(path, metadata={"Software": None} if str(path).endswith(".png") else {"Date": None})
+    plt.close(fig)

@@ -76,7 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def plan(args: argparse.Namespace) -> list[DemoRun]:
     """The runs of the comparison (the plain and prompted target share one run: one model load)."""
-    from unlock_eval.model_adapters.base import resolve_role
+    from unlock_eval.model_adapters.arguments import resolve_role
 
     task = TASKS[args.task]
     cache = [f"cache_dir={args.cache_dir}"] if args.cache_dir else []
@@ -184,8 +184,10 @@ class Demo:
 
     def diagnostics(self):
         """The transfer's per-layer diagnostics from the states the Unlock run cached (no forward pass)."""
-        from unlock_eval.methods.unlock.diagnose import diagnosis_figure, format_diagnosis, run_diagnosis
+        from unlock_eval.methods.unlock.diagnostics import run_diagnosis
         from unlock_eval.methods.unlock.spec import UnlockSpec
+        from unlock_eval.reports.diagnostics_table import format_diagnosis
+        from unlock_eval.reports.plots import diagnosis_figure
 
         task = TASKS[self.args.task]
         spec = UnlockSpec(target=self.args.target, source=self.args.source, capability=task.capability,

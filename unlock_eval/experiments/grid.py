@@ -1,19 +1,22 @@
 """A sweep's grid: base `--model_args` plus alpha, k and n axes, validated up front, in the order that reuses most.
 
 Points run n by n (each n is one extraction), largest k first within an n (its subspace decomposition then serves
-every smaller k), alpha innermost (a new alpha reuses every artifact). Every point is validated with the `unlock`
-adapter's own argument table before anything runs, so a bad value stops the sweep at once with the adapter's
-one-line error.
+every smaller k), alpha innermost (a new alpha reuses every artifact). Before anything runs, the base arguments are
+parsed once with the `unlock` adapter's own argument table and every point's typed alpha, k and n are checked by
+the spec (UnlockSpec), so a bad value stops the sweep at once with the adapter's one-line error. A point reaches
+lm-eval as `--model_args` text (recorded in its results file) and, reusing the loaded model, as typed values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
 from unlock_eval.errors import ConfigError
 from unlock_eval.methods.unlock.align import check_rank
-from unlock_eval.params import as_float, as_int
+from unlock_eval.methods.unlock.masterkey import DEFAULT_AGGREGATOR, centers
+from unlock_eval.params import as_float, as_int, parse_field
 
 AXES = ("alpha", "k", "n")
 
@@ -44,13 +47,21 @@ class Grid:
     hf_kwargs: dict
     skipped: list[str] = field(default_factory=list)  # points whose k does not fit their n
 
-    def model_args(self, point: Point) -> str:
-        swept = ",".join(f"{axis}={getattr(point, axis):g}" for axis in self.swept)
-        return ",".join(part for part in (self.base, swept) if part)
+    def model_args(self, point: Point, share_alphas: list[float] | None = None) -> str:
+        """The point's `--model_args` (with `share_alphas` when its pass generates for those alphas too)."""
+        swept = [f"{axis}={arg_text(getattr(point, axis))}" for axis in self.swept]
+        swept += [f"share_alphas={';'.join(arg_text(a) for a in share_alphas)}"] if share_alphas else []
+        return ",".join(part for part in (self.base, *swept) if part)
 
     @property
     def largest_n(self) -> int:
         return max(point.n for point in self.points)
+
+
+def arg_text(value: float | int) -> str:
+    """A number as written into `--model_args`: short (2, 0.1) and exact (lm-eval reads back the same value)."""
+    short = str(value) if isinstance(value, int) else f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def parse_axis(flag: str, text: str | None, parse) -> list | None:
@@ -91,29 +102,34 @@ def build_grid(model_args: str, alphas: str | None, ks: str | None, ns: str | No
     swept = tuple(axis for axis in AXES if axes[axis] is not None)
     if not swept:
         raise ConfigError("nothing to sweep: give --alphas, --ks and/or --ns (comma-separated values)")
-    defaults = UnlockSpec.__dataclass_fields__
-    values = {axis: axes[axis] or [base.get(axis, defaults[axis].default)] for axis in AXES}
+    # an axis not swept: the base's value (or the default), parsed and checked as the spec declares it
+    values = {
+        axis: axes[axis]
+        or [parse_field(UnlockSpec, axis, base.get(axis, UnlockSpec.__dataclass_fields__[axis].default))]
+        for axis in AXES
+    }
     points = [
-        Point(float(alpha), int(float(k)), int(float(n)))
-        for n in sorted(values["n"], key=float)
-        for k in sorted(values["k"], key=float, reverse=True)
-        for alpha in sorted(values["alpha"], key=float)
+        Point(alpha, k, n)
+        for n in sorted(values["n"])
+        for k in sorted(values["k"], reverse=True)
+        for alpha in sorted(values["alpha"])
     ]
     grid = Grid(base_text, swept, [], None, {})
-    for point in points:  # every point checked by the adapter's own rules (k <= n, finite alpha, ...)
-        raw = base_arguments(grid.model_args(point))
+    for point in points:  # every point checked by the spec's own rules (k <= n, finite alpha, ...)
         try:
-            check_rank(point.k, point.n, center=raw.get("aggregator") == "pca")
+            check_rank(point.k, point.n, center=centers(base.get("aggregator", DEFAULT_AGGREGATOR)))
         except ConfigError as exc:  # k > n: a corner of a k x n grid, not a typo; said in the log and the report
             grid.skipped.append(f"{point.label()} ({exc})")
             continue
+        typed = dataclasses.asdict(point)
         try:
-            spec, hf_kwargs = parse_model_args(UnlockSpec, "unlock", raw)
+            if grid.spec is None:  # the base arguments, parsed once as the adapter parses them
+                grid.spec, grid.hf_kwargs = parse_model_args(UnlockSpec, "unlock", {**base, **typed})
+            else:
+                dataclasses.replace(grid.spec, **typed)
         except ConfigError as exc:
             raise ConfigError(f"grid point {point.label()}: {exc}") from None
         grid.points.append(point)
-        if grid.spec is None:
-            grid.spec, grid.hf_kwargs = spec, hf_kwargs
     if not grid.points:
         raise ConfigError(f"no valid grid point: {'; '.join(grid.skipped)}")
     return grid

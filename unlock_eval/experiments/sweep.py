@@ -3,7 +3,7 @@ in the report.
 
 Each point is an ordinary lm-eval run (`--log_samples`) with its own results folder under `<output>/points/`, so
 `unlock-eval report` reads it like any other. The points run in this process, one after another, through lm-eval's
-own CLI code (reports.inprocess). Extraction and alignment go through the artifact cache, so a grid costs one
+own CLI code (model_adapters.inprocess). Extraction and alignment go through the artifact cache, so a grid costs one
 extraction per n and one subspace decomposition per n (largest k first); the alpha points of one (n, k) share one
 generation pass and the loaded model. `<output>/sweep.json` records the settings and every finished point; a rerun
 skips those.
@@ -172,23 +172,25 @@ class Sweep:
         runs = {}
         for i, point in enumerate(points, 1):
             label = f"{phase}point {i}/{len(points)} ({point.label()})"
-            model_args, extra = self.grid.model_args(point), []
+            share, extra = None, []
             if self.response_cache is not None:
                 group = [p for p in pending if (p.n, p.k) == (point.n, point.k)]
                 if len(group) > 1 and group[0] == point:
-                    model_args += ",share_alphas=" + ";".join(f"{p.alpha:g}" for p in group)
-                    label += f", generating alpha {', '.join(f'{p.alpha:g}' for p in group)} in one pass"
+                    share = [p.alpha for p in group]
+                    label += f", generating alpha {', '.join(f'{a:g}' for a in share)} in one pass"
                 elif len(group) > 1:
                     label += ", answers from the shared pass"
                 extra = [] if self.own_cache_flag else ["--use_cache", str(self.response_cache)]
             run_id = f"{phase}points/{point.name}"
+            self.held.next_point(point.alpha, share)  # a reused model takes these typed values
+            model_args = self.grid.model_args(point, share)
             runs[point.name] = self._run(run_id, "unlock", model_args, tasks, include, label, extra)
         return runs
 
     def _baseline(self, phase: str, tasks: list[str], include: Path | None) -> None:
         if self.args.no_baseline:
             return
-        from unlock_eval.model_adapters.base import resolve_role
+        from unlock_eval.model_adapters.arguments import resolve_role
 
         spec, hf = self.grid.spec, self.grid.hf_kwargs
         target = resolve_role("target", spec.target, hf.get("revision"), spec.cache_dir)
@@ -203,7 +205,7 @@ class Sweep:
         self.log(
             f"{n_points} points ({', '.join(self.grid.swept)} swept) x tasks {', '.join(self.tasks)} -> {self.out}"
         )
-        with shared_builtin_task_index(), reuse_model_across_alphas():
+        with shared_builtin_task_index(), reuse_model_across_alphas() as self.held:
             self._check_tasks()
             if self.args.select_on:
                 return self._select_then_test()

@@ -1,2 +1,3 @@
 """Unlock: MasterKey extraction (masterkey), subspace bases and alignment (bases, align), injection (steer),
-the cached pipeline (extractor) and the per-layer diagnostics (diagnostics, diagnose)."""
+the cached pipeline (extractor, its cache keys: artifact_keys) and the per-layer diagnostics (diagnostics, the
+statistics behind them: measures, their cache: diagnostics_cache)."""

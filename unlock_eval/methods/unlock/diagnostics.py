@@ -1,26 +1,28 @@
-"""Will a transfer work? Per target layer, from captured states: held-out R² of the subspace map (k-fold), linear CKA
-of the paired states against a shuffled-pairing chance level, the cosine between the transferred and the target's
-own key with a bootstrap interval over prompts, and the keys' norms relative to the hidden states.
+"""Will a transfer work? The per-layer diagnostics of a source/target pair from captured states (`diagnose_states`),
+the one line that restates them (`verdict`), and a run with k and n sweeps (`run_diagnosis`).
 
-Every number is out of sample or comes with its chance level: the in-sample fit R² of `SubspaceMap.diagnostics` reads
-near 1 whenever k is near n, so it says little about a pair. `ALIGNED_R2` and the sign rule define `layers=aligned`
-(`LayerDiagnostics.aligned`).
+Every number is out of sample or comes with its chance level (the statistics: `measures`): the in-sample fit R² of
+`SubspaceMap.diagnostics` reads near 1 whenever k is near n, so it says little about a pair. `ALIGNED_R2` and the sign
+rule define `layers=aligned` (`LayerDiagnostics.aligned`).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
-from unlock_eval.methods.unlock.bases import top_right_singular
-from unlock_eval.methods.unlock.masterkey import MasterKey
+from unlock_eval.data.prompts import load_questions
+from unlock_eval.errors import ConfigError
+from unlock_eval.methods.unlock.align import SubspaceMap, check_rank, resolve_layer_map
+from unlock_eval.methods.unlock.bases import Bases
+from unlock_eval.methods.unlock.extractor import Extractor
+from unlock_eval.methods.unlock.masterkey import MasterKey, centers
+from unlock_eval.methods.unlock.measures import bootstrap_cosines, chance_cosine, heldout_r2, linear_cka
+from unlock_eval.methods.unlock.spec import UnlockSpec
 
 ALIGNED_R2 = 0.0  # layers=aligned needs a held-out R² (k coordinates) above this: better than the training mean
 DEFAULT_FOLDS = 5
-BOOTSTRAP = 200
-CKA_SHUFFLES = 20
 
 
 @dataclass
@@ -57,83 +59,6 @@ class LayerDiagnostics:
         return {**asdict(self), "sign": self.sign, "aligned": self.aligned}
 
 
-def _center(train: torch.Tensor, *others: torch.Tensor):
-    mean = train.mean(0, keepdim=True)
-    return (train - mean, *(o - mean for o in others), mean)
-
-
-def heldout_r2(Hs: torch.Tensor, Ht: torch.Tensor, k: int, center: bool, folds: int) -> tuple[float, float, int]:
-    """k-fold held-out R² of the map `Hs -> Ht` (bases and M refit on the training folds only), pooled over folds,
-    against predicting the training mean: (in the target's k coordinates, in full d_t, the k used)."""
-    Hs, Ht = Hs.double(), Ht.double()
-    n = Hs.shape[0]
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    chunks = [order[i::folds] for i in range(folds)]
-    k_used = min(k, n - max(len(c) for c in chunks) - int(center), Hs.shape[1], Ht.shape[1])
-    res_k = tot_k = res_full = tot_full = 0.0
-    for test in chunks:
-        train = torch.ones(n, dtype=torch.bool)
-        train[test] = False
-        s_tr, s_te, t_tr, t_te = Hs[train], Hs[test], Ht[train], Ht[test]
-        mean_t = torch.zeros(1, Ht.shape[1], dtype=torch.float64)
-        if center:
-            s_tr, s_te, _ = _center(s_tr, s_te)
-            t_tr, t_te, mean_t = _center(t_tr, t_te)
-        Vs, _ = top_right_singular(s_tr, k_used)
-        Vt, _ = top_right_singular(t_tr, k_used)
-        M = torch.linalg.pinv(s_tr @ Vs.T) @ (t_tr @ Vt.T)
-        pred = (s_te @ Vs.T) @ M
-        coords, coords_mean = t_te @ Vt.T, (t_tr @ Vt.T).mean(0, keepdim=True)
-        res_k += float(((pred - coords) ** 2).sum())
-        tot_k += float(((coords - coords_mean) ** 2).sum())
-        full_pred, full_true = pred @ Vt + mean_t, t_te + mean_t
-        train_mean = (t_tr + mean_t).mean(0, keepdim=True)
-        res_full += float(((full_pred - full_true) ** 2).sum())
-        tot_full += float(((full_true - train_mean) ** 2).sum())
-    return 1 - res_k / max(tot_k, 1e-30), 1 - res_full / max(tot_full, 1e-30), k_used
-
-
-def _centered_gram(X: torch.Tensor) -> torch.Tensor:
-    X = X.double() - X.double().mean(0)
-    return X @ X.T
-
-
-def linear_cka(X: torch.Tensor, Y: torch.Tensor, shuffles: int = CKA_SHUFFLES) -> tuple[float, float]:
-    """Linear CKA of paired rows (Kornblith et al. 2019), through the n x n Gram matrices, and its chance level: the
-    mean CKA with the pairing shuffled (rows of Y permuted), `shuffles` times."""
-    Kx, Ky = _centered_gram(X), _centered_gram(Y)
-    scale = (Kx.norm() * Ky.norm()).clamp_min(1e-30)
-    g = torch.Generator().manual_seed(1)
-    chance = 0.0
-    for _ in range(shuffles):
-        p = torch.randperm(Ky.shape[0], generator=g)
-        chance += float((Kx * Ky[p][:, p]).sum() / scale) / shuffles
-    return float((Kx * Ky).sum() / scale), chance
-
-
-def chance_cosine(d: int) -> float:
-    """Mean |cosine| of two random directions in d dimensions: sqrt(2 / (pi d))."""
-    return math.sqrt(2 / (math.pi * d))
-
-
-def bootstrap_cosines(transfer, source_pair, native_pair, aggregator: str, resamples: int = BOOTSTRAP):
-    """Per target layer: cosine(transfer(source key), native key) on all prompts and its 95% percentile interval
-    over prompts resampled with replacement (both keys from the same resample; the map stays fixed).
-    `source_pair`/`native_pair`: (locked, unlocked) states `[L, n, d]`."""
-
-    def cosines(idx):
-        src = MasterKey.from_states(source_pair[0][:, idx], source_pair[1][:, idx], aggregator=aggregator)
-        nat = MasterKey.from_states(native_pair[0][:, idx], native_pair[1][:, idx], aggregator=aggregator)
-        return transfer(src).cosine(nat).double()
-
-    n = source_pair[0].shape[1]
-    full = cosines(torch.arange(n))
-    g = torch.Generator().manual_seed(2)
-    draws = torch.stack([cosines(torch.randint(n, (n,), generator=g)) for _ in range(resamples)])
-    low, high = torch.nanquantile(draws, 0.025, dim=0), torch.nanquantile(draws, 0.975, dim=0)
-    return full.tolist(), low.tolist(), high.tolist()
-
-
 def layer_ranges(layers: list[int]) -> str:
     """[0, 1, 2, 5, 7, 8] -> "0–2, 5, 7–8"."""
     parts, start = [], None
@@ -160,3 +85,162 @@ def verdict(rows: list[LayerDiagnostics]) -> str:
     text += f"; held-out R² > {ALIGNED_R2:g} in layers {layer_ranges(good) or 'none'}"
     aligned = [r.target_layer for r in rows if r.aligned]
     return text + f"; layers=aligned would steer {layer_ranges(aligned) or 'no layer'}"
+
+
+@dataclass
+class PairStates:
+    """The captured states a diagnosis needs, `[L, n, d]`: source locked/unlocked (the key), target locked (the map)
+    and target unlocked (the native key; None for two checkpoints)."""
+
+    source_locked: torch.Tensor
+    source_unlocked: torch.Tensor
+    target_locked: torch.Tensor
+    target_unlocked: torch.Tensor | None
+
+    def last(self, n: int) -> PairStates:
+        """The states of the last n prompts (the reference's last-n rule: a smaller n is a suffix of a larger one)."""
+        cut = [None if t is None else t[:, -n:] for t in vars(self).values()]
+        return PairStates(*cut)
+
+
+def capture_pair(
+    extractor: Extractor, spec: UnlockSpec, questions: list[str], native: bool = True
+) -> tuple[PairStates, list[str]]:
+    """States of `spec`'s models through the extractor's cache (captured only when missing), and their cache keys."""
+    roles = [(spec.source_locked, spec.locked_template), (spec.source, spec.unlocked_template),
+             (spec.target, spec.locked_template)]  # fmt: skip
+    if native and not spec.model_induced:
+        roles.append((spec.target, spec.unlocked_template))
+    loaded = [extractor.states(model, template, questions) for model, template in roles]
+    tensors = [states for states, _ in loaded] + [None] * (4 - len(loaded))
+    return PairStates(*tensors), [key for _, key in loaded]
+
+
+def diagnose_states(
+    pair: PairStates,
+    k: int,
+    aggregator: str = "mean",
+    layer_map=None,
+    folds: int = DEFAULT_FOLDS,
+    bases: tuple[Bases, Bases] | None = None,
+) -> list[LayerDiagnostics]:
+    """One row per target layer (see LayerDiagnostics); `bases` (source, target) decomposed for a k' >= k."""
+    center = centers(aggregator)
+    src, tgt = pair.source_locked, pair.target_locked
+    given = {} if bases is None else {"source_bases": bases[0], "target_bases": bases[1]}
+    smap = SubspaceMap.fit(src, tgt, k=k, center=center, layer_map=layer_map, **given)
+    key = MasterKey.from_states(src, pair.source_unlocked, aggregator=aggregator)
+    transferred = smap.transfer(key).vectors.double()
+    native = cos = None
+    if pair.target_unlocked is not None:
+        native = MasterKey.from_states(tgt, pair.target_unlocked, aggregator=aggregator).vectors.double()
+        cos = bootstrap_cosines(smap.transfer, (src, pair.source_unlocked), (tgt, pair.target_unlocked), aggregator)
+    rows = []
+    L_t = tgt.shape[0]
+    folds = min(folds, src.shape[1])
+    for t, s in enumerate(smap.layer_map):
+        r2_k, r2_full, _ = heldout_r2(src[s], tgt[t], k, center, folds)
+        cka, cka_chance = linear_cka(src[s], tgt[t])
+        h_norm = float(tgt[t].double().norm(dim=-1).mean())
+        rows.append(
+            LayerDiagnostics(
+                target_layer=t,
+                source_layer=s,
+                relative_depth=t / max(L_t - 1, 1),
+                heldout_r2_k=r2_k,
+                heldout_r2_full=r2_full,
+                cka=cka,
+                cka_chance=cka_chance,
+                key_norm_ratio=float(transferred[t].norm()) / h_norm,
+                native_norm_ratio=None if native is None else float(native[t].norm()) / h_norm,
+                cos=None if cos is None else cos[0][t],
+                cos_low=None if cos is None else cos[1][t],
+                cos_high=None if cos is None else cos[2][t],
+            )
+        )
+    return rows
+
+
+@dataclass
+class Diagnosis:
+    """The main table (n, k), the k and n sweeps (summaries per layer), and what was run."""
+
+    source: str
+    target: str
+    n: int
+    k: int
+    folds: int
+    hidden_size: int
+    rows: list[LayerDiagnostics]
+    sweep_k: dict[int, list[LayerDiagnostics]] = field(default_factory=dict)
+    sweep_n: dict[int, list[LayerDiagnostics]] = field(default_factory=dict)
+    forward_passes: int = 0
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.rows)
+
+    def to_json(self) -> dict:
+        def rows(values):
+            return [r.as_dict() for r in values]
+
+        return {
+            "source": self.source,
+            "target": self.target,
+            "n": self.n,
+            "k": self.k,
+            "folds": self.folds,
+            "chance_cosine": chance_cosine(self.hidden_size),
+            "layers": rows(self.rows),
+            "verdict": self.verdict,
+            "sweep_k": {str(k): rows(v) for k, v in self.sweep_k.items()},
+            "sweep_n": {str(n): rows(v) for n, v in self.sweep_n.items()},
+            "extraction_forward_passes": self.forward_passes,
+        }
+
+
+def run_diagnosis(
+    spec: UnlockSpec, folds: int = DEFAULT_FOLDS, sweep_k=(), sweep_n=(), progress: bool = True
+) -> Diagnosis:
+    """Capture (or read) the states for the largest n asked for, then diagnose (n, k) and the sweeps from them."""
+    if spec.source == spec.target and spec.source_locked == spec.target:
+        raise ConfigError(
+            "diagnose compares a transferred key with the target's own: give a source other than the target"
+        )
+    center = centers(spec.aggregator)
+    for flag, k, n in [*(("--sweep-k", k, spec.n) for k in sweep_k), *(("--sweep-n", spec.k, n) for n in sweep_n)]:
+        try:
+            check_rank(k, n, center)
+        except ConfigError as e:
+            raise ConfigError(f"{flag}: {e}") from None
+    questions = load_questions(spec.extract_from, max([spec.n, *sweep_n]))
+    extractor = Extractor.for_spec(spec, progress=progress)
+    pair, _ = capture_pair(extractor, spec, questions)
+    layer_map = spec.layer_map
+
+    def at(n: int, k: int, bases=None):
+        return diagnose_states(pair.last(n), k, spec.aggregator, layer_map, min(folds, n), bases)
+
+    sweep_k_rows = {}
+    if sweep_k:
+        sub = pair.last(spec.n)
+        mapping, _ = resolve_layer_map(layer_map, sub.source_locked.shape[0], sub.target_locked.shape[0])
+        k_max = max(sweep_k)
+        bases = (
+            Bases.compute(sub.source_locked, k_max, center, mapping),
+            Bases.compute(sub.target_locked, k_max, center),
+        )  # one decomposition for the whole k sweep
+        sweep_k_rows = {k: at(spec.n, k, bases) for k in sorted(sweep_k)}
+    sweep_n_rows = {n: at(n, spec.k) for n in sorted(sweep_n)}
+    return Diagnosis(
+        source=spec.source,
+        target=spec.target,
+        n=spec.n,
+        k=spec.k,
+        folds=min(folds, spec.n),
+        hidden_size=pair.target_locked.shape[-1],
+        rows=at(spec.n, spec.k),
+        sweep_k=sweep_k_rows,
+        sweep_n=sweep_n_rows,
+        forward_passes=extractor.forward_passes,
+    )

@@ -1,10 +1,8 @@
-"""Extraction and alignment end to end through the disk cache: capture what is missing, reuse what is there."""
+"""Extraction and alignment end to end through the disk cache: capture what is missing, reuse what is there
+(`Extractor`, `build_unlock`); the models come from a ModelPool, the cache keys from artifact_keys."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,19 +12,12 @@ import torch
 from unlock_eval.cache import ArtifactCache, fingerprint, tensors_checksum
 from unlock_eval.capture import capture_final_states
 from unlock_eval.data.prompts import render
+from unlock_eval.methods.unlock import artifact_keys
 from unlock_eval.methods.unlock.align import SubspaceMap, resolve_layer_map
 from unlock_eval.methods.unlock.bases import Bases
-from unlock_eval.methods.unlock.masterkey import MasterKey
+from unlock_eval.methods.unlock.masterkey import MasterKey, centers
 from unlock_eval.methods.unlock.spec import UnlockSpec
-from unlock_eval.models import load_model, resolve_model
-
-logger = logging.getLogger(__name__)
-CAPTURE_VERSION = 1
-BASES_VERSION = 1
-
-
-def prompts_hash(questions: Sequence[str]) -> str:
-    return hashlib.sha256(json.dumps(list(questions)).encode()).hexdigest()[:24]
+from unlock_eval.model_pool import ModelIdentities, ModelPool
 
 
 class Extractor:
@@ -50,15 +41,12 @@ class Extractor:
     ):
         self.cache = cache
         self.dtype = dtype
-        self.device = device
         self.batch_size = batch_size
         self.progress = progress
-        self.revisions = revisions or {}
         self.layers_paths = layers_paths or {}  # spec -> (override, the argument name users pass it as)
-        self.models: dict[str, tuple[Any, Any]] = dict(preloaded or {})
-        self.loaded: list[str] = []
+        self.pool = ModelPool(cache.root, dtype, device, revisions, preloaded)
+        self.identities = ModelIdentities(cache.root, revisions)
         self.counter: dict[str, int] = {"forward_passes": 0, "decompositions": 0}
-        self._identities: dict[str, dict] = {}
 
     @classmethod
     def for_spec(
@@ -92,35 +80,21 @@ class Extractor:
     def decompositions(self) -> int:
         return self.counter["decompositions"]
 
-    def identity(self, spec: str) -> dict:
-        if spec not in self._identities:
-            resolved = resolve_model(
-                spec, revision=self.revisions.get(spec), cache_dir=self.cache.root, convert=False
-            )  # identity only: a warm start converts nothing
-            self._identities[spec] = resolved.identity
-        return self._identities[spec]
+    @property
+    def loaded(self) -> list[str]:
+        """The models this extractor loaded itself (not those handed over), in order."""
+        return self.pool.loaded
 
-    def model(self, spec: str):
-        if spec not in self.models:
-            self.models[spec] = load_model(
-                spec, dtype=self.dtype, device=self.device, revision=self.revisions.get(spec), cache_dir=self.cache.root
-            )
-            self.loaded.append(spec)
-        return self.models[spec]
+    def identity(self, spec: str) -> dict:
+        """What cache keys name `spec` by (resolved once; converts and loads nothing)."""
+        return self.identities(spec)
 
     def _states_parts(self, spec: str, template: str, questions: Sequence[str]) -> dict:
-        parts = {
-            "model": self.identity(spec),
-            "template": template,
-            "prompts": prompts_hash(questions),
-            "n": len(questions),
-            "dtype": str(self.dtype),
-            "capture_version": CAPTURE_VERSION,
-        }
         layers_path = self.layers_paths.get(spec, (None, ""))[0]
-        if layers_path:
-            parts["layers_path"] = layers_path
-        return parts
+        return artifact_keys.states_parts(self.identity(spec), template, questions, self.dtype, layers_path)
+
+    def _ref(self, spec: str, states_key: str, template: str | None = None) -> dict:
+        return artifact_keys.states_ref(spec, self.identity(spec), states_key, template)
 
     def has_states(self, spec: str, template: str, questions: Sequence[str]) -> bool:
         """Whether these states are in the cache already (reading them would run no forward pass)."""
@@ -133,7 +107,7 @@ class Extractor:
         key = fingerprint(parts)
 
         def build():
-            model, tok = self.model(spec)
+            model, tok = self.pool.get(spec)
             states = capture_final_states(
                 model,
                 tok,
@@ -159,7 +133,7 @@ class Extractor:
         for max(k, k') and the union of layers, and the artifact is replaced (so a grid run largest k first, like
         `unlock-eval sweep` does, decomposes each layer once)."""
         states, states_key = self.states(spec, template, questions)
-        parts = {"states": states_key, "center": bool(center), "bases_version": BASES_VERSION}
+        parts = artifact_keys.bases_parts(states_key, center)
         stored: list[Bases] = []
 
         def accept(tensors, meta) -> bool:
@@ -187,24 +161,9 @@ class Extractor:
     ) -> tuple[MasterKey, str]:
         locked, locked_key = self.states(locked_spec, locked_template, questions)
         unlocked, unlocked_key = self.states(unlocked_spec, unlocked_template, questions)
-        meta = {
-            "locked": {
-                "model": locked_spec,
-                "identity": self.identity(locked_spec),
-                "template": locked_template,
-                "states": locked_key,
-            },
-            "unlocked": {
-                "model": unlocked_spec,
-                "identity": self.identity(unlocked_spec),
-                "template": unlocked_template,
-                "states": unlocked_key,
-            },
-            "aggregator": aggregator,
-            "n": len(questions),
-            "prompts": prompts_hash(questions),
-            "dtype": str(self.dtype),
-        }
+        locked_ref = self._ref(locked_spec, locked_key, locked_template)
+        unlocked_ref = self._ref(unlocked_spec, unlocked_key, unlocked_template)
+        meta = artifact_keys.masterkey_parts(locked_ref, unlocked_ref, aggregator, questions, self.dtype)
         key = fingerprint(meta)
 
         def build():
@@ -224,17 +183,10 @@ class Extractor:
     ) -> tuple[SubspaceMap, str]:
         source, source_key = self.states(source_spec, template, questions)
         target, target_key = self.states(target_spec, template, questions)
-        meta = {
-            "source": {"model": source_spec, "identity": self.identity(source_spec), "states": source_key},
-            "target": {"model": target_spec, "identity": self.identity(target_spec), "states": target_key},
-            "template": template,
-            "n": len(questions),
-            "prompts": prompts_hash(questions),
-            "dtype": str(self.dtype),
-            "k": int(k),
-            "center": bool(center),
-            "layer_map": layer_map if isinstance(layer_map, str) or layer_map is None else list(layer_map),
-        }
+        source_ref, target_ref = self._ref(source_spec, source_key), self._ref(target_spec, target_key)
+        meta = artifact_keys.subspace_map_parts(
+            source_ref, target_ref, template, questions, self.dtype, k, center, layer_map
+        )
         key = fingerprint(meta)
 
         def build():
@@ -284,7 +236,7 @@ def build_unlock(extractor: Extractor, spec: UnlockSpec, questions: Sequence[str
             spec.locked_template,
             questions,
             spec.k,
-            center=spec.aggregator == "pca",
+            center=centers(spec.aggregator),
             layer_map=spec.layer_map,
         )
         target_key = smap.transfer(key)

@@ -21,6 +21,12 @@ def check_aggregator(aggregator: str) -> str:
     return aggregator
 
 
+def centers(aggregator: str) -> bool:
+    """Whether an aggregator centres the states: `pca` does, and then the alignment centres both sides too (as the
+    reference does), so k <= n - 1; `mean` does not."""
+    return aggregator == "pca"
+
+
 def _check_states(locked: torch.Tensor, unlocked: torch.Tensor) -> None:
     for name, t in (("locked_states", locked), ("unlocked_states", unlocked)):
         if not isinstance(t, torch.Tensor) or t.dim() != 3:

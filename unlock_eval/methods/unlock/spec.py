@@ -9,7 +9,7 @@ from unlock_eval.errors import ConfigError
 from unlock_eval.methods.spec import PromptTemplates, TransferModels, _positive_int
 from unlock_eval.methods.unlock import align, masterkey
 from unlock_eval.methods.unlock.steer import DEFAULT_ALPHA, DEFAULT_MODE, MODES, check_alpha, check_mode
-from unlock_eval.params import as_float, as_index_list, param
+from unlock_eval.params import as_float, as_given, as_index_list, param
 
 
 def _check_shared_template(value: str) -> None:
@@ -52,7 +52,7 @@ class UnlockSpec(PromptTemplates, TransferModels):
     """Everything that defines an Unlock run (extraction, alignment, steering); recorded verbatim in the results."""
 
     shared_template: str | None = param(None, SHARED_TEMPLATE_HELP, check=_check_shared_template)
-    alpha: float = param(DEFAULT_ALPHA, "steering strength, finite", as_float, check_alpha)
+    alpha: float = param(DEFAULT_ALPHA, "steering strength, finite", as_given, check_alpha)
     k: int = param(align.DEFAULT_K, "subspace rank, k <= n (k <= n - 1 with pca)", _positive_int)
     n: int = param(prompts.DEFAULT_N, "number of extraction prompts", _positive_int)
     aggregator: str = param(
@@ -97,7 +97,7 @@ class UnlockSpec(PromptTemplates, TransferModels):
             shared = getattr(prompts.CAPABILITIES[self.capability], f"{self.shared_template}_template")
             self.locked_template = self.unlocked_template = shared
         self.fill_templates()
-        align.check_rank(self.k, self.n, center=self.aggregator == "pca")
+        align.check_rank(self.k, self.n, center=masterkey.centers(self.aggregator))
         if self.source_layers_path and {self.source, self.source_locked} <= {self.target}:
             raise ConfigError(
                 "source_layers_path: the source is the target here (native steering), so layers_path applies to it"

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from unlock_eval.errors import ConfigError
-from unlock_eval.layers import find_decoder_layers, hidden_size, layer_hidden, replace_layer_hidden
+from unlock_eval.layers import find_decoder_layers, hidden_size, layer_hidden, layer_indices, replace_layer_hidden
 from unlock_eval.methods.unlock.masterkey import MasterKey
 from unlock_eval.params import as_float
 
@@ -107,9 +107,7 @@ def steer(
             f"key of shape [{key.num_layers}, {key.hidden_size}] does not match the model "
             f"({type(model).__name__}: {len(decoder_layers)} layers, hidden size {d})"
         )
-    chosen = list(range(len(decoder_layers))) if layers is None else sorted(set(int(l) for l in layers))
-    if any(not 0 <= l < len(decoder_layers) for l in chosen):
-        raise ConfigError(f"layers must be indices in [0, {len(decoder_layers) - 1}], got {list(layers)}")
+    chosen = layer_indices(layers, len(decoder_layers))
 
     handle = Steering(mode=mode, alpha=alpha, layers=chosen)
     hooks = []

@@ -1,0 +1,142 @@
+"""One Unlock run's steering set-up: its key, its layers (layers=aligned), its answers' fingerprint and its record."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from unlock_eval import params
+from unlock_eval.cache import fingerprint
+from unlock_eval.errors import ConfigError
+from unlock_eval.layers import find_decoder_layers, layer_indices
+from unlock_eval.method import MethodRecord
+from unlock_eval.methods.spec import TransferModels
+from unlock_eval.methods.unlock.diagnostics import verdict
+from unlock_eval.methods.unlock.diagnostics_cache import cached_diagnostics
+from unlock_eval.methods.unlock.extractor import Extractor, UnlockArtifacts, build_unlock
+from unlock_eval.methods.unlock.spec import UnlockSpec
+from unlock_eval.methods.unlock.steer import Steering, steer
+
+
+@dataclass
+class SteeringSetup:
+    """What steers the target: `spec` (its alpha may change: `with_alpha`), the built artifacts, the diagnostics of
+    a transferred key, the resolved layers (None: all) and the cost of building them (0 when cached)."""
+
+    spec: UnlockSpec
+    artifacts: UnlockArtifacts
+    diagnostics: list | None
+    layers: list[int] | None
+    identities: dict[str, dict]
+    extraction_forward_passes: int
+    subspace_decompositions: int
+
+    @classmethod
+    def build(cls, spec: UnlockSpec, questions: list[str], model: nn.Module, tokenizer: Any, **extractor_kwargs: Any):
+        """Key and map for `model` (the loaded target) from the artifact cache, built on a miss; `extractor_kwargs`
+        go to Extractor.for_spec (dtype, device, progress, target_revision)."""
+        if isinstance(spec.layers, list):
+            layer_indices(spec.layers, len(find_decoder_layers(model, spec.layers_path)), "the target")
+        extractor = Extractor.for_spec(spec, preloaded={spec.target: (model, tokenizer)}, **extractor_kwargs)
+        # one process builds (data-parallel ranks, or two runs started at once); the others wait, then load
+        with extractor.cache.lock("build", fingerprint({"config": spec.as_dict(), "dtype": extractor_kwargs["dtype"]})):
+            art = build_unlock(extractor, spec, questions)
+            diagnostics = _diagnose(extractor, spec, questions, art.native)
+        identities = {m: extractor.identity(m) for m in dict.fromkeys([spec.target, spec.source, spec.source_locked])}
+        layers = _aligned_layers(diagnostics, art.native) if spec.layers == "aligned" else spec.layers
+        return cls(spec, art, diagnostics, layers, identities, art.forward_passes, art.decompositions)
+
+    def with_alpha(self, alpha: float, share_alphas: list[float] | None) -> SteeringSetup:
+        """The same key and layers at another alpha (a sweep's next point): typed values its grid validated with the
+        spec's own checks, so nothing is parsed again; nothing is built (0 passes)."""
+        spec = copy.copy(self.spec)
+        spec.alpha, spec.share_alphas = alpha, share_alphas
+        return SteeringSetup(spec, self.artifacts, self.diagnostics, self.layers, self.identities, 0, 0)
+
+    def fingerprint(self, alpha: float | None = None) -> str:
+        """What makes one steered configuration's answers (its --use_cache table is named after this)."""
+        spec = self.spec
+        return fingerprint(
+            {
+                "alpha": spec.alpha if alpha is None else alpha,
+                "mode": spec.mode,
+                "layers": self.layers,
+                "layers_path": spec.layers_path,
+                "key": self.artifacts.hashes["target_key_checksum"],
+            }
+        )
+
+    @contextmanager
+    def steer(self, model: nn.Module, positions: torch.Tensor | None = None, alpha=None) -> Iterator[Steering]:
+        """`steer` with this run's key, mode and layers; `alpha` (one, or one per row) defaults to the spec's."""
+        spec = self.spec
+        alpha = spec.alpha if alpha is None else alpha
+        with steer(model, self.artifacts.target_key, alpha, spec.mode, self.layers, spec.layers_path) as handle:
+            handle.positions = positions
+            yield handle
+
+    def record(self, setup_seconds: float) -> MethodRecord:
+        """The results file's method record of this run."""
+        spec, art = self.spec, self.artifacts
+        roles = {"target": spec.target, "source": spec.source, "source_locked": spec.source_locked}
+        models = set(params.names(TransferModels))
+        diagnostics = self.diagnostics
+        return MethodRecord.of_run(
+            "native_steering" if art.native else "unlock",
+            roles,
+            {role: self.identities[m] for role, m in roles.items()},
+            setup_seconds,
+            hyperparameters={
+                **{k: v for k, v in spec.as_dict().items() if k not in models},
+                "layers": "all" if spec.layers is None else spec.layers,
+            },
+            extra_forward_passes_per_token=0,  # hooks add one vector per steered layer, no forward pass
+            details={
+                "source_revision": spec.source_revision,
+                "layer_map_resolved": art.subspace_map.layer_map if art.subspace_map is not None else None,
+                "steering_fingerprint": self.fingerprint(),
+                "artifacts": art.hashes,
+                "extraction_forward_passes": self.extraction_forward_passes,
+                "subspace_decompositions": self.subspace_decompositions,  # per layer; 0 when cached bases covered k
+                "layers_resolved": "all" if self.layers is None else self.layers,
+                "diagnostics": None
+                if diagnostics is None
+                else {"verdict": verdict(diagnostics), "layers": [row.as_dict() for row in diagnostics]},
+                "models_loaded_for_extraction": list(art.models_loaded),
+            },
+        )
+
+
+def _diagnose(extractor: Extractor, spec: UnlockSpec, questions: list[str], native: bool):
+    """The diagnostics of a transferred key (cached): recorded in the results file, read by layers=aligned.
+    The cosine with the target's own key is included when those states are cached or layers=aligned asks."""
+    if spec.layers == "aligned" and len(questions) < 4:
+        raise ConfigError(
+            f"layers=aligned: the diagnostics need n >= 4 prompts (held-out folds), got n={len(questions)}"
+        )
+    if native or len(questions) < 4:
+        return None
+    own_key = spec.layers == "aligned" or (
+        not spec.model_induced and extractor.has_states(spec.target, spec.unlocked_template, questions)
+    )
+    return cached_diagnostics(extractor, spec, questions, native=own_key)
+
+
+def _aligned_layers(diagnostics: list | None, native: bool) -> list[int]:
+    """layers=aligned: the target layers whose transferred key passes the diagnostics."""
+    if native:
+        raise ConfigError("layers=aligned: the source is the target itself here (native steering), so no key "
+                          "was transferred; give layers=all or a list")  # fmt: skip
+    layers = [row.target_layer for row in diagnostics if row.aligned]
+    if not layers:
+        raise ConfigError(
+            f"layers=aligned: no target layer passes ({verdict(diagnostics)}); steer all layers or a "
+            "list, or raise n or change k (`unlock-eval diagnose` shows the numbers)"
+        )
+    return layers
