@@ -1,5 +1,5 @@
 """The paper's protocol: presets equal to the official code's templates, same-token endings, the extraction-set
-note, and the README's reproduction commands (parsed and started with tiny models substituted)."""
+note, and the reproduction commands of docs/reproducing.md (parsed and started with tiny models substituted)."""
 
 import hashlib
 import json
@@ -13,7 +13,7 @@ import pytest
 
 from unlock_eval.data.prompts import CAPABILITIES, extraction_mismatch, render
 
-from adapter_fixtures import save_tiny, write_questions
+from adapter_fixtures import save_tiny
 from conftest import requires_models
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,18 +75,17 @@ def test_extraction_mismatch_names_the_tasks_and_the_set_to_use():
     assert "gsm8k_unlock -> extract_from=gsm8k" in extraction_mismatch("/data/mine.jsonl", {"gsm8k_unlock"})
 
 
-def test_adapter_logs_the_mismatch_once(tmp_path, caplog):
+def test_adapter_logs_the_mismatch_once(tmp_path, caplog, tiny_world):
     from lm_eval.api.instance import Instance
 
     from unlock_eval.model_adapters.unlock import UnlockLM
 
-    src, tgt = save_tiny(tmp_path / "src", "llama", 2, 32, 1), save_tiny(tmp_path / "tgt", "gpt2", 2, 32, 2)
     lm = UnlockLM(
-        source=src,
-        target=tgt,
+        source=tiny_world["src"],
+        target=tiny_world["tgt"],
         k=2,
         n=4,
-        extract_from=write_questions(tmp_path / "q.jsonl"),
+        extract_from=tiny_world["questions"],
         cache_dir=str(tmp_path / "cache"),
         device="cpu",
     )
@@ -103,11 +102,9 @@ def test_adapter_logs_the_mismatch_once(tmp_path, caplog):
 
 
 def _reproduction_commands() -> list[str]:
-    """Each `lm_eval` and `unlock-eval sweep` command of the README's reproduction section, sweep grids reduced to
-    their first point."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Reproducing the paper") :]
-    section = section[: section.index("\n## ", 5)]
+    """Each `lm_eval` and `unlock-eval sweep` command of docs/reproducing.md, sweep grids reduced to their first
+    point."""
+    section = (REPO / "docs" / "reproducing.md").read_text(encoding="utf-8")
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", section, re.S):
         for line in re.sub(r"\\\n\s*", " ", block).splitlines():
@@ -117,7 +114,7 @@ def _reproduction_commands() -> list[str]:
     return commands
 
 
-def test_the_readme_gives_a_command_for_each_headline_number():
+def test_the_docs_give_a_command_for_each_headline_number():
     joined = "\n".join(_reproduction_commands())
     for needed in (
         "source=Qwen/Qwen1.5-14B,target=Qwen/Qwen1.5-7B",
