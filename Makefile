@@ -40,9 +40,10 @@ browser:
 test: lint browser
 	UNLOCK_EVAL_DATA_DIR=$(DATA) $(PY) -m pytest -q -p no:cacheprovider --durations=15 tests
 
-# the inner loop (under a minute): unit tests on tiny models, no embedded models, no lm-eval runs
+# the inner loop (under a minute on 2 cores): tiny models and in-process lm-eval runs; no embedded models, no
+# end-to-end runs, no fresh lm-eval processes (`-m process` runs those alone)
 test-fast: install
-	UNLOCK_EVAL_DATA_DIR=$(DATA) $(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
+	UNLOCK_EVAL_DATA_DIR=$(DATA) $(PY) -m pytest -q -p no:cacheprovider -m "not slow and not process" tests
 
 bench: install
 	UNLOCK_EVAL_DATA_DIR=$(DATA) $(PY) benchmarks/bench_engine.py

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,20 +11,11 @@ import pytest
 from unlock_eval.data.prompts import CAPABILITIES
 from unlock_eval.errors import ConfigError
 
-from adapter_fixtures import save_tiny, write_questions, write_tasks
 
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("adapter")
-    return {
-        "src": save_tiny(root / "src", "llama", 4, 32, 1),
-        "src_base": save_tiny(root / "src_base", "llama", 4, 32, 3),
-        "tgt": save_tiny(root / "tgt", "gpt2", 3, 48, 2),
-        "questions": write_questions(root / "questions.jsonl"),
-        "tasks": write_tasks(root / "tasks"),
-        "root": root,
-    }
+@pytest.fixture
+def world(tiny_world):
+    """The session's tiny models (conftest.tiny_world): llama source, gpt2 target, questions, tasks."""
+    return tiny_world
 
 
 def unlock_args(world, cache, **extra):
@@ -49,20 +39,11 @@ def make_lm(world, cache, **extra):
     return UnlockLM(**unlock_args(world, cache, **extra))
 
 
-def lm_eval_cli(*args, cwd=None, env_extra=None):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+def lm_eval_process(*args):
+    """`python -m lm_eval ARGS` in a fresh process: only where the process boundary is the subject (~10 s each)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "lm_eval", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
-    )
-
-
-def unlock_eval_run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "unlock_eval.cli", "run", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=600,
+        [sys.executable, "-m", "lm_eval", *args], capture_output=True, text=True, env=env, timeout=600
     )
 
 
@@ -70,27 +51,18 @@ def newest_results(folder: Path) -> dict:
     return json.loads(sorted(folder.glob("results_*.json"))[-1].read_text())
 
 
-def test_cli_run_records_config_and_second_run_skips_extraction(world, tmp_path):
+def test_cli_run_records_config_and_second_run_skips_extraction(world, tmp_path, lm_eval_cli):
+    from unlock_eval.cli import main
+
     cache, out = tmp_path / "cache", tmp_path / "out"
     model_args = ",".join(f"{k}={v}" for k, v in unlock_args(world, cache).items() if k != "device")
+    argv = ["--model", "unlock", "--model_args", model_args, "--tasks", "tiny_unlock_gen,tiny_unlock_mc"]
+    argv += ["--include_path", world["tasks"], "--output_path", str(out), "--log_samples", "--device", "cpu"]
     for attempt in range(2):  # the second time through `unlock-eval run`, the wrapper with the same flags
-        runner = lm_eval_cli if attempt == 0 else unlock_eval_run
-        proc = runner(
-            "--model",
-            "unlock",
-            "--model_args",
-            model_args,
-            "--tasks",
-            "tiny_unlock_gen,tiny_unlock_mc",
-            "--include_path",
-            world["tasks"],
-            "--output_path",
-            str(out),
-            "--log_samples",
-            "--device",
-            "cpu",
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        if attempt == 0:
+            lm_eval_cli(*argv)  # in this process (a fresh `lm_eval` process: test_cli_argument_error_is_one_line)
+        else:
+            assert main(["run", *argv]) == 0
         folder = out / "unlock_src_to_tgt"  # named from source/target, not lm-eval's random name
         record = newest_results(folder)["config"]["unlock_eval"]
         assert record["schema_version"] == 1 and record["method"] == "unlock"
@@ -104,20 +76,22 @@ def test_cli_run_records_config_and_second_run_skips_extraction(world, tmp_path)
             assert info["extraction_forward_passes"] == 3  # source locked, source unlocked, target locked
         else:
             assert info["extraction_forward_passes"] == 0
-        time.sleep(1.1)  # results files are named by the second
 
 
 def test_warm_start_and_changed_alpha_k_mode_run_no_extraction_pass(world, tmp_path):
     cold = make_lm(world, tmp_path)
-    assert cold.extraction_forward_passes == 3
-    assert cold.artifacts.models_loaded == [world["src"]]  # target reused from HFLM, source loaded once
+    assert cold.steering.extraction_forward_passes == 3
+    assert cold.steering.artifacts.models_loaded == [world["src"]]  # target reused from HFLM, source loaded once
     for extra in ({}, {"alpha": 0.2}, {"mode": "additive_all"}, {"k": 2}, {"layers": "0-1"}):
         warm = make_lm(world, tmp_path, **extra)
-        assert warm.extraction_forward_passes == 0, extra
-        assert warm.artifacts.models_loaded == [], extra  # the source is not even loaded
-    assert make_lm(world, tmp_path, k=2).artifacts.hashes["subspace_map"] != cold.artifacts.hashes["subspace_map"]
+        assert warm.steering.extraction_forward_passes == 0, extra
+        assert warm.steering.artifacts.models_loaded == [], extra  # the source is not even loaded
+    assert (
+        make_lm(world, tmp_path, k=2).steering.artifacts.hashes["subspace_map"]
+        != cold.steering.artifacts.hashes["subspace_map"]
+    )
     native = make_lm(world, tmp_path, source=world["tgt"])
-    assert native.artifacts.native and native.artifacts.subspace_map is None
+    assert native.steering.artifacts.native and native.steering.artifacts.subspace_map is None
 
 
 def test_alpha_zero_matches_plain_hflm_and_steering_changes_outputs(world, tmp_path):
@@ -218,7 +192,7 @@ def test_argument_errors_name_the_key(world, tmp_path, extra, message):
 def test_layers_path_is_a_model_argument(world, tmp_path):
     lm = make_lm(world, tmp_path, layers_path="transformer.h", source_layers_path="model.layers")
     assert lm.get_model_info()["unlock_eval"]["hyperparameters"]["layers_path"] == "transformer.h"
-    assert lm.extraction_forward_passes == 3
+    assert lm.steering.extraction_forward_passes == 3
 
 
 def test_missing_target_and_unknown_model(world, tmp_path):
@@ -260,7 +234,7 @@ def test_model_induced_key_from_two_checkpoints(world, tmp_path):
     info = record["hyperparameters"]
     assert record["method"] == "unlock" and record["models"]["source_locked"]["spec"] == world["src_base"]
     assert info["locked_template"] == info["unlocked_template"]
-    assert lm.extraction_forward_passes == 3  # base and tuned source on one template, target on it too
+    assert lm.steering.extraction_forward_passes == 3  # base and tuned source on one template, target on it too
     with pytest.raises(ConfigError, match="two checkpoints of one architecture"):
         make_lm(world, tmp_path, source_locked=world["tgt"], source=world["src"])
 
@@ -269,7 +243,7 @@ def test_padding_rows_match_their_context_end_without_scanning_the_whole_row(wor
     import torch
 
     lm = make_lm(world, tmp_path)
-    lm._context_ends = {(5, 6, 7): 1, (5, 6, 7, 0): 3}
+    lm._score_rows = {(5, 6, 7): 1, (5, 6, 7, 0): 3}
     rows = torch.tensor([[5, 6, 7, 0, 0, 0], [5, 6, 7, 0, 0, 9], [8, 8, 8, 8, 8, 8]])
     assert lm._positions_for(rows).tolist() == [3, 5, 5]  # longest match first; no match -> last position
 
@@ -285,8 +259,11 @@ def test_layers_syntax(world):
         as_index_list("layers", "5-3")
 
 
+@pytest.mark.process
 def test_cli_argument_error_is_one_line(world, tmp_path):
-    proc = lm_eval_cli(
+    """The one-line error hook across the process boundary: a fresh `python -m lm_eval` knows `--model unlock` from
+    the start-up hook alone and prints our ConfigError as one line (the other refusals are checked in-process)."""
+    proc = lm_eval_process(
         "--model",
         "unlock",
         "--model_args",
@@ -305,10 +282,11 @@ CONCURRENT = """
 import json, sys
 from unlock_eval.model_adapters.unlock import UnlockLM
 lm = UnlockLM(**json.loads(sys.argv[1]))
-print("PASSES", lm.extraction_forward_passes)
+print("PASSES", lm.steering.extraction_forward_passes)
 """
 
 
+@pytest.mark.process
 def test_two_processes_starting_at_once_compute_once(world, tmp_path):
     args = json.dumps(unlock_args(world, tmp_path / "shared_cache"))
     code = CONCURRENT
@@ -331,10 +309,11 @@ def test_two_processes_starting_at_once_compute_once(world, tmp_path):
 def test_registration_is_lazy_cheap_and_keeps_builtin_models():
     probe = (
         "import lm_eval.models; from lm_eval.api.registry import model_registry as r; "
-        "print('unlock' in r, 'hf' in r, 'steered' in r)"
+        "import lm_eval.tasks.manager as m; "
+        "print('unlock' in r, 'hf' in r, 'steered' in r, getattr(m.TaskManager, '_unlock_eval_patched', False))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["True", "True", "True"]
+    assert out == ["True", "True", "True", "True"]  # our models, lm-eval's own, our task folder in every TaskManager
     before = subprocess.run(
         [sys.executable, "-c", "import sys; print('lm_eval' in sys.modules, 'torch' in sys.modules)"],
         capture_output=True,
@@ -347,11 +326,18 @@ def test_registration_is_lazy_cheap_and_keeps_builtin_models():
     assert int(line.split("|")[1]) < 10_000  # cumulative microseconds
 
 
-def test_tasks_list_shows_our_tasks_without_include_path():
-    proc = lm_eval_cli("ls", "tasks")
-    if proc.returncode != 0:
-        proc = lm_eval_cli("--tasks", "list")
-    assert "gsm8k_unlock" in proc.stdout
+def test_tasks_list_shows_our_tasks_without_include_path(lm_eval_index):
+    """What `lm_eval ls tasks` lists, without --include_path: the TaskManager the start-up hook patched holds our tasks
+    and groups next to lm-eval's (that the patch is in place in a fresh interpreter: test_registration_is_lazy_cheap_
+    and_keeps_builtin_models). Not `ls` itself: it re-reads every task YAML for its table (~5 s)."""
+    from lm_eval.tasks import TaskManager
+
+    from unlock_eval.model_adapters.registration import tasks_dir
+
+    manager = TaskManager()
+    assert {"gsm8k_unlock", "arith_unlock", "gsm8k"} <= set(manager.all_subtasks)
+    assert {"math_unlock", "mmlu"} <= set(manager.all_groups)
+    assert Path(manager._index["gsm8k_unlock"].yaml_path).resolve().parent == tasks_dir()
 
 
 def test_parallelize_with_offloaded_layers_steers_like_a_single_device_run(world, tmp_path):
@@ -371,12 +357,13 @@ def test_parallelize_with_offloaded_layers_steers_like_a_single_device_run(world
     single = make_lm(world, tmp_path, alpha=1.0)
     spread = make_lm(world, tmp_path, alpha=1.0, parallelize=True, offload_folder=str(tmp_path / "offload"))
     assert any(p.device.type == "meta" for p in spread.model.parameters())
-    assert spread.steering_fingerprint == single.steering_fingerprint
+    assert spread.steering.fingerprint() == single.steering.fingerprint()
     assert spread.generate_until(reqs) == single.generate_until(reqs)
     assert spread.loglikelihood(ll)[0][0] == pytest.approx(single.loglikelihood(ll)[0][0], abs=1e-4)
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_torchrun_two_processes_one_extracts_the_other_waits(world, tmp_path):
     """`torchrun`/`accelerate launch` start one lm_eval per rank: exactly one of them runs extraction passes."""
     import re
@@ -448,9 +435,11 @@ def test_results_record_diagnostics_and_layers_aligned_steers_the_passing_layers
     aligned = make_lm(world, tmp_path, source=twin, k=2, layers="aligned")
     rows = aligned.run_record.details["diagnostics"]["layers"]
     assert all(r["heldout_r2_k"] > 0.9 and r["sign"] == "agrees" for r in rows)  # a near-copy maps near-exactly
-    assert aligned.run_record.details["layers_resolved"] == [0, 1, 2] == aligned.steer_layers
+    assert aligned.run_record.details["layers_resolved"] == [0, 1, 2] == aligned.steering.layers
     assert aligned.run_record.hyperparameters["layers"] == "aligned"
-    assert aligned.steering_fingerprint != make_lm(world, tmp_path, source=twin, k=2, layers="0").steering_fingerprint
+    assert (
+        aligned.steering.fingerprint() != make_lm(world, tmp_path, source=twin, k=2, layers="0").steering.fingerprint()
+    )
 
     # world["src"]: another family with random weights; its map predicts no held-out target state
     with pytest.raises(ConfigError, match=r"layers=aligned: no target layer passes .*held-out R² > 0 in layers none"):

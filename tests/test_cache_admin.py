@@ -2,9 +2,8 @@
 
 import json
 import os
-import subprocess
-import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -161,12 +160,14 @@ def test_bad_inputs_are_config_errors(tmp_path):
     assert len(list_entries(tmp_path)) == 6  # nothing was touched
 
 
-def cli(*args):
-    cmd = [sys.executable, "-m", "unlock_eval.cli", "cache", *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+def test_cli_list_prune_and_errors(tmp_path, capsys):
+    from unlock_eval.cli import main
 
+    def cli(*args):  # `unlock-eval cache ARGS` in this process: its exit status, stdout and stderr
+        returncode = main(["cache", *map(str, args)])
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=returncode, stdout=out, stderr=err)
 
-def test_cli_list_prune_and_errors(tmp_path):
     make_cache(tmp_path)
     listed = cli("list", "--cache-dir", tmp_path)
     assert listed.returncode == 0, listed.stderr

@@ -1,24 +1,13 @@
 """The comparison demo (`unlock-eval demo`, behind `make demo`): every method through lm-eval, the leaderboard, the
-HTML report with diagnostics and behaviour, and a second run that reuses what the first one built."""
+HTML report with diagnostics and behaviour, and what a run reused from the cache."""
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from adapter_fixtures import save_tiny
 
 METHODS = ("plain", "prompted", "native_steering", "unlock", "logit_transfer")
-
-
-def demo(cwd, *args, cache=None):
-    env = {**os.environ, **({"UNLOCK_EVAL_CACHE_DIR": str(cache)} if cache else {})}
-    return subprocess.run(
-        [sys.executable, "-m", "unlock_eval.cli", "demo", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
 
 
 def rows(table: str) -> dict[str, str]:
@@ -49,34 +38,41 @@ def test_bad_demo_arguments_stop_in_one_line_before_any_model_loads(tmp_path, ca
     assert not (tmp_path / "out").exists()
 
 
-def test_demo_on_tiny_models_compares_every_method_and_a_rerun_reuses_the_artifacts(tmp_path):
+@pytest.mark.slow  # ten lm-eval evaluations, the report and its plots: ~10 s in this process
+def test_demo_on_tiny_models_compares_every_method_and_reports_what_it_reused(
+    tmp_path, monkeypatch, capsys, lm_eval_index
+):
+    """The whole demo once, in this process (the subcommand `unlock-eval demo` runs), on a cache that already holds the
+    Unlock row's key and map (built here through `--model unlock` with the demo's arguments) but nothing for native
+    steering: one run shows both the cold path and the reuse report. That a rerun reuses everything is
+    test_adapter.test_cli_run_records_config_and_second_run_skips_extraction's and test_sweep's."""
+    from unlock_eval.cli import main
+    from unlock_eval.model_adapters.unlock import UnlockLM
+
+    monkeypatch.setenv("UNLOCK_EVAL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
     source = save_tiny(tmp_path / "source", "llama", 3, 32, 0)
     target = save_tiny(tmp_path / "target", "qwen2", 2, 32, 1)
+    warm = UnlockLM(source=source, target=target, n=8, k=2, capability="cot", extract_from="arith", device="cpu")
+    assert warm.steering.extraction_forward_passes > 0  # built now: the demo's Unlock row finds it
+    del warm
     out = tmp_path / "out"
     args = ["--source", source, "--target", target, "--limit", "3", "--n", "8", "--k", "2", "--max-gen-toks", "4"]
     args += ["--alphas", "0.1,0.2", "--dev-size", "2"]
     args += ["--device", "cpu", "--output", str(out), "--use_cache", str(tmp_path / "responses")]
-    cold = demo(tmp_path, *args, cache=tmp_path / "cache")
-    assert cold.returncode == 0, cold.stderr[-3000:]
-    table = rows(cold.stdout)
-    assert set(table) == set(METHODS), cold.stdout
-    assert "3 documents per row: the 95% intervals are wide" in cold.stdout
-    assert re.search(r"\[2/4\] native steering .*: arith_unlock acc [0-9.]+ \(\d+ s; [1-9]\d* extraction", cold.stderr)
-    assert re.search(r"\[3/4\] Unlock .*: alpha=0\.[12] k=2 n=8 chosen on 2 dev documents", cold.stderr)
-    assert "reused from the cache: nothing" in cold.stderr
+    assert main(["demo", *args]) == 0
+    stdout, stderr = capsys.readouterr()
+    table = rows(stdout)
+    assert set(table) == set(METHODS), stdout
+    assert "3 documents per row: the 95% intervals are wide" in stdout
+    assert re.search(r"\[2/4\] native steering .*: arith_unlock acc [0-9.]+ \(\d+ s; [1-9]\d* extraction", stderr)
+    assert re.search(r"\[3/4\] Unlock .*: alpha=0\.[12] k=2 n=8 chosen on 2 dev documents", stderr)
+    assert re.search(r"\[3/4\] Unlock .*: arith_unlock acc [0-9.]+ \(\d+ s; 0 extraction forward passes: cached key "
+                     r"and map reused\)", stderr)  # fmt: skip
+    assert "reused from the cache: the extraction artifacts of unlock\n" in stderr  # not native's: built in this run
     page = (out / "report.html").read_text()
     for needed in ('id="fig-diagnostics"', 'id="fig-behaviour"', "Diagnostics of the Unlock transfer", "verdict:"):
         assert needed in page, needed
     report = (out / "report.md").read_text()
     assert "first-word H (bits)" in report and "## Diagnostics of the Unlock transfer" in report
-
-    warm = demo(tmp_path, *args, cache=tmp_path / "cache")
-    assert warm.returncode == 0, warm.stderr[-3000:]
-    assert "0 extraction forward passes: cached key and map reused" in warm.stderr
-    reused = "reused from the cache: the extraction artifacts of native; the extraction artifacts of unlock"
-    assert reused in warm.stderr
-
-    def scores(found):  # every cell but set-up seconds and extra passes (a warm start is faster)
-        return {method: line.split("|")[:-3] for method, line in found.items()}
-
-    assert scores(rows(warm.stdout)) == scores(table)  # the response cache served the same answers
+    assert list(tmp_path.glob("responses*"))  # --use_cache reached every lm-eval run: a rerun answers from it

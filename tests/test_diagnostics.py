@@ -3,8 +3,8 @@ cosine), an unrelated target reads at its chance level, and layers whose native 
 
 import torch
 
-from unlock_eval.methods.unlock.diagnose import PairStates, diagnose_states
-from unlock_eval.methods.unlock.diagnostics import ALIGNED_R2, heldout_r2, layer_ranges, linear_cka, verdict
+from unlock_eval.methods.unlock.diagnostics import ALIGNED_R2, PairStates, diagnose_states, layer_ranges, verdict
+from unlock_eval.methods.unlock.measures import heldout_r2, linear_cka
 
 L_S, L_T, N, D_S, D_T, R = 6, 4, 40, 48, 32, 6
 

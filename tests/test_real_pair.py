@@ -14,7 +14,7 @@ from unlock_eval.models import resolve_model
 
 from conftest import requires_data, requires_models
 
-pytestmark = [pytest.mark.slow, requires_models, requires_data]
+pytestmark = [pytest.mark.slow, requires_models, requires_data, pytest.mark.usefixtures("embedded_pair")]
 
 
 def cache_without_artifacts(folder):
@@ -93,19 +93,19 @@ def test_diagnose_table_json_and_plot_on_the_real_pair(tmp_path, capsys):
     assert all(r["cka"] > r["cka_chance"] for r in rows)
     assert report["verdict"].startswith("transferred key agrees")
     assert main([*base, "--sweep-k", "4,64"]) == 2  # k=64 > n=32: one line, before any capture
-    assert "unlock-eval diagnose: error: --sweep-k: k=64 does not fit n=32" in capsys.readouterr().err
+    assert "unlock-eval diagnose: error: --sweep-k: k=64 exceeds the number of prompts n=32" in capsys.readouterr().err
 
 
-def test_real_target_steering_changes_generation_and_keeps_batch_equivalence(tmp_path):
+def test_real_target_steering_changes_generation_and_keeps_batch_equivalence(embedded_pair):
+    """On the session's pre-warmed cache: the key and map are built there once per checkout (the first session pays
+    the extraction), then reused without loading a model; a cold build is test_adapter's warm-start test's subject."""
     from unlock_eval.data.prompts import load_questions
     from unlock_eval.methods.unlock.extractor import Extractor, build_unlock
     from unlock_eval.methods.unlock.spec import UnlockSpec
 
-    cache = str(cache_without_artifacts(tmp_path / "cache"))
-    spec = UnlockSpec(source="smollm2-135m-instruct", target="gemma3-270m", k=8, n=32, cache_dir=cache)
-    cold = Extractor.for_spec(spec, progress=False)
-    build_unlock(cold, spec, load_questions("gsm8k", 32))
-    assert cold.forward_passes > 0  # this test's own cache
+    cache = str(embedded_pair["cache"])
+    spec = UnlockSpec(source=embedded_pair["source"], target=embedded_pair["target"], k=8, n=32, cache_dir=cache)
+    build_unlock(Extractor.for_spec(spec, progress=False), spec, load_questions("gsm8k", 32))  # built or found
     ex = Extractor.for_spec(spec, progress=False)
     art = build_unlock(ex, spec, load_questions("gsm8k", 32))
     assert ex.forward_passes == 0 and ex.loaded == []

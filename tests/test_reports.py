@@ -6,12 +6,9 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import shutil
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +21,7 @@ from unlock_eval.reports.stats import format_delta, paired_delta
 from adapter_fixtures import QUESTIONS, save_tiny, write_questions
 from test_report_html import SIZES_SCRIPT, chromium, run_chromium
 
-pytestmark = pytest.mark.slow  # five lm-eval runs on tiny models (about a minute)
+pytestmark = pytest.mark.slow  # four lm-eval runs on tiny models, in this process
 DOCS = [f"{q} {i}" for i in range(4) for q in QUESTIONS][:24]
 PLANTED = set(range(0, 24, 3))  # the plain target is made right on exactly these documents
 
@@ -50,15 +47,11 @@ metadata:
 {extra}"""
 
 
-def lm_eval(*args, env=None):
-    proc = subprocess.run(
-        [sys.executable, "-m", "lm_eval", *args, "--device", "cpu", "--log_samples"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def lm_eval(*args):
+    """`lm_eval ARGS --device cpu --log_samples` in this process (the session's built-in task index)."""
+    from unlock_eval.model_adapters.inprocess import run_lm_eval
+
+    run_lm_eval([*map(str, args), "--device", "cpu", "--log_samples"])
 
 
 def write_task(folder: Path, name: str, answers: list[str], prompt: str, extra: str = "") -> None:
@@ -74,7 +67,7 @@ def samples(folder: Path, task: str) -> dict[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, lm_eval_index):
     root = tmp_path_factory.mktemp("report")
     model = save_tiny(root / "model", "llama", 2, 32, 7)
     tasks, out = root / "tasks", root / "out"
@@ -184,7 +177,9 @@ def test_every_format_carries_the_same_numbers(world):
     assert "<table" in page and "native_steering" in page and "http://" not in page and "https://" not in page
 
 
-def test_cli_writes_html_with_plots_and_merges_reruns(world, tmp_path):
+def test_cli_writes_html_with_plots_and_merges_reruns(world, tmp_path, capsys, caplog):
+    from unlock_eval.cli import main
+
     out = tmp_path / "results"
     shutil.copytree(world["out"], out)
     hf_dir = next(p for p in out.iterdir() if not p.name.startswith("unlock"))
@@ -195,26 +190,20 @@ def test_cli_writes_html_with_plots_and_merges_reruns(world, tmp_path):
     (hf_dir / "results_2099-01-01T00-00-00.000000.json").write_text(json.dumps(rerun))
     (hf_dir / "results_broken.json").write_text("{not json")
     page = tmp_path / "report.html"
-    cli = [
-        sys.executable,
-        "-m",
-        "unlock_eval.cli",
-        "report",
-        str(out),
-        "--out",
-        str(page),
-        "--plots",
-        str(tmp_path / "p"),
-    ]
-    proc = subprocess.run(cli, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "results_broken.json" in proc.stderr and proc.stderr.count("skipping") == 1  # one warning, named
+    assert main(["report", str(out), "--out", str(page), "--plots", str(tmp_path / "p")]) == 0  # `unlock-eval report`
+    skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+    assert len(skipped) == 1 and "results_broken.json" in skipped[0]  # one warning, named
     text = page.read_text()
     assert text.count("<img") >= 1 and "data:image/png;base64," in text
     assert "ran more than once; the latest" in text and "0.500" in text
     assert (tmp_path / "p" / "generated_length.png").stat().st_size > 1000
     assert (tmp_path / "p" / "behaviour.png").stat().st_size > 1000 and "step-structured" in text
     assert (tmp_path / "p" / "tiny_plant_vs_alpha.png").stat().st_size > 1000  # the two native runs: one line
+    assert (tmp_path / "p" / "generated_length.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+    capsys.readouterr()  # a folder with no results: one line, status 2
+    assert main(["report", str(tmp_path / "p")]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.strip() == f"unlock-eval report: error: report: no lm-eval results_*.json under {tmp_path / 'p'}"
     # the page itself, in a real headless browser: the table's rows render, every image has a natural size
     exe = chromium()
     probe = tmp_path / "probe.html"
@@ -228,10 +217,3 @@ def test_cli_writes_html_with_plots_and_merges_reruns(world, tmp_path):
     shot = tmp_path / "report.png"
     run_chromium(exe, tmp_path, f"--screenshot={shot}", "--window-size=1400,1800", page.as_uri())
     assert shot.stat().st_size > 10_000
-    assert (tmp_path / "p" / "generated_length.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
-    empty = subprocess.run([sys.executable, "-m", "unlock_eval.cli", "report", str(tmp_path / "p")],
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert empty.returncode == 2 and "Traceback" not in empty.stderr
-    assert (
-        empty.stderr.strip() == f"unlock-eval report: error: report: no lm-eval results_*.json under {tmp_path / 'p'}"
-    )

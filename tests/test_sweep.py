@@ -19,7 +19,7 @@ from unlock_eval.data.splits import select_documents
 from unlock_eval.errors import ConfigError
 from unlock_eval.experiments.grid import Point, build_grid
 
-from adapter_fixtures import save_tiny, write_questions
+from adapter_fixtures import write_questions
 from conftest import requires_data
 
 # ------------------------------------------------------------------------------------------------ fast: grid, splits
@@ -38,6 +38,13 @@ def test_grid_order_reuses_extraction_and_decomposition(tmp_path):
     assert [s.split(" (")[0] for s in grid.skipped] == ["alpha=0.1 k=8 n=4", "alpha=0.5 k=8 n=4"]
     assert grid.model_args(grid.points[0]) == f"{base},alpha=0.1,k=2,n=4"
     assert build_grid(base + ",k=4", "0.1", None, None).model_args(Point(0.1, 4, 64)) == f"{base},k=4,alpha=0.1"
+
+
+def test_point_model_args_are_exact_and_name_the_shared_alphas(tmp_path):
+    base = f"source=a,target=b,extract_from={write_questions(tmp_path / 'q.jsonl')}"
+    grid = build_grid(base, "0.1,0.123456789,2", None, None)
+    assert [p.alpha for p in grid.points] == [0.1, 0.123456789, 2.0]  # typed values, as a reused model gets them
+    assert grid.model_args(grid.points[1], [0.1, 2.0]) == f"{base},alpha=0.123456789,share_alphas=0.1;2"
 
 
 @pytest.mark.parametrize(
@@ -88,15 +95,10 @@ def test_dev_slice_is_seeded_disjoint_and_leaves_test_alone(tmp_path):
 # ------------------------------------------------------------------------------------------------ sweeps on tiny models
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sweep")
-    return {
-        "src": save_tiny(root / "src", "llama", 4, 32, 1),
-        "tgt": save_tiny(root / "tgt", "gpt2", 3, 48, 2),
-        "questions": write_questions(root / "questions.jsonl"),
-        "root": root,
-    }
+@pytest.fixture
+def tiny(tiny_world, lm_eval_index):
+    """The session's tiny models (conftest.tiny_world) and its built-in task index (the sweeps run in this process)."""
+    return tiny_world
 
 
 def sweep_argv(tiny, out, cache, *extra):
@@ -113,6 +115,7 @@ def records(out: Path) -> dict[str, dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.process
 @requires_data
 def test_killed_sweep_resumes_with_one_extraction_and_one_decomposition_per_layer(tiny, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"

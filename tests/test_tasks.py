@@ -67,7 +67,7 @@ def local_data(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def task_manager():
+def task_manager(lm_eval_index):
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=str(TASKS_DIR))
@@ -477,7 +477,7 @@ def test_evaluator_scores_and_logs(local_data, task_manager):
 
 @needs_data
 @pytest.mark.slow
-def test_readme_example_yaml_runs(tmp_path, monkeypatch):
+def test_readme_example_yaml_runs(tmp_path, monkeypatch, lm_eval_index):
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -509,6 +509,7 @@ def test_readme_example_yaml_runs(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_readme_example_runs_from_a_users_folder_that_has_its_own_tasks_package(tmp_path):
     """lm-eval users often keep a `tasks/` package of their own; `python -m lm_eval` run there puts it first on
     sys.path. Our wheel installs no top-level `tasks`, and the example names `unlock_eval.tasks.utils`."""
