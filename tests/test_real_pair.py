@@ -128,8 +128,9 @@ def test_real_target_steering_changes_generation_and_keeps_batch_equivalence(emb
 
 
 def test_weight_transfer_refuses_the_cross_family_pair_in_one_line(tmp_path):
-    """SmolLM2 -> Gemma-3 cannot be merged (the README's contrast: --model unlock runs this pair). The one-line CLI
-    behaviour of this error is tested on tiny models (test_weight_transfer.py); here the real pair's message."""
+    """SmolLM2 -> Gemma-3 cannot be merged (the docs' contrast: --model unlock runs this pair). The one-line CLI
+    behaviour of this error is tested on tiny models (tests/methods/test_weight_transfer.py); here the real pair's
+    message."""
     from unlock_eval.model_adapters.weight_transfer import WeightTransferLM
 
     cache = cache_without_artifacts(tmp_path / "cache")

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from test_bases import svd_transfer
 
 from unlock_eval import MasterKey, SubspaceMap, relative_depth_layer_map
 from unlock_eval.errors import ConfigError
+
+from test_bases import svd_transfer
 
 
 def rand_states(L, n, d, seed):

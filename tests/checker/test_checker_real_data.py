@@ -23,7 +23,7 @@ from unlock_eval.checker import Checker, Verdict, extract
 
 def data_dir() -> Path:
     env = os.environ.get("UNLOCK_EVAL_DATA_DIR", "").strip()
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def read_jsonl(relative: str) -> list[dict]:

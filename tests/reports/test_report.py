@@ -19,7 +19,7 @@ from unlock_eval.reports.html import CSP
 from unlock_eval.reports.stats import format_delta, paired_delta
 
 from adapter_fixtures import QUESTIONS, save_tiny, write_questions
-from test_report_html import SIZES_SCRIPT, chromium, run_chromium
+from test_html import SIZES_SCRIPT, chromium, run_chromium
 
 pytestmark = pytest.mark.slow  # four lm-eval runs on tiny models, in this process
 DOCS = [f"{q} {i}" for i in range(4) for q in QUESTIONS][:24]
