@@ -7,7 +7,8 @@ import io
 
 from tabulate import tabulate
 
-from unlock_eval.reports.behaviour import NGRAM, STEP_LINES
+from unlock_eval.reports.behaviour import DEGENERATE_LEGEND, NGRAM, STEPS_LEGEND
+from unlock_eval.reports.chance import CHANCE_DRAWS, Scoring
 from unlock_eval.reports.runs import HYPER_KEYS
 from unlock_eval.reports.stats import LEGEND, format_delta
 from unlock_eval.reports.table import EXTRAS, Cell, Table
@@ -16,6 +17,7 @@ FORMATS = ("md", "csv", "latex", "html")
 EXTRA_HEADERS = {
     "answer_found": "answer found",
     "steps": "step-structured",
+    "degenerate": "degenerate",
     "repetition": "repetition",
     "first_word_entropy": "first-word H (bits)",
     "setup_s": "set-up s",
@@ -48,8 +50,12 @@ def grid(table: Table, fmt: str) -> tuple[list[str], list[list[str]]]:
     """Headers and text rows: the run's identity, score and Δ per task column, then the extras."""
     hyper = [k for k in HYPER_KEYS if k != "capability" and any(r.hyper.get(k) is not None for r in table.rows)]
     headers = ["method", "source → target", *hyper]
-    for column in table.columns:
-        headers += [column, f"Δ {column}"]
+    checked = set(table.checked_columns)
+    for column in table.columns:  # a math task leads with its strict accuracy, then the lenient one and its Δ
+        if column in checked:
+            headers += [f"{column} strict", f"{column} lenient", f"Δ {column}", f"{column} chance", "fallback share"]
+        else:
+            headers += [column, f"Δ {column}"]
     headers += [f"gen len ({table.length_unit})", *(EXTRA_HEADERS[name] for name in EXTRAS[1:])]
     rows = []
     for i, run in enumerate(table.rows):
@@ -58,13 +64,42 @@ def grid(table: Table, fmt: str) -> tuple[list[str], list[list[str]]]:
         row = [method, pair, *("" if run.hyper.get(k) is None else str(run.hyper[k]) for k in hyper)]
         for column in table.columns:
             cell = table.cells.get((i, column), Cell(None))
-            row.append(_number(cell, fmt))
+            scored = table.scoring.get((i, column))
+            at_chance = scored is not None and scored.at_chance
+            strict, chance, fallback = _scoring_cells(scored)
+            if column in checked:
+                row.append(strict)
+            row.append(_number(cell, fmt) + (_AT_CHANCE[fmt] if at_chance and cell.value is not None else ""))
             row.append("baseline" if table.baseline.get(i) == i else (format_delta(cell.delta) if cell.delta else ""))
-        digits = {"gen_len": 1, "answer_found": 3, "steps": 2, "repetition": 3, "first_word_entropy": 2}
+            if column in checked:
+                row += [chance, fallback]
+        digits = {
+            "gen_len": 1,
+            "answer_found": 3,
+            "steps": 2,
+            "degenerate": 2,
+            "repetition": 3,
+            "first_word_entropy": 2,
+        }
         digits.update(setup_s=1, extra_passes=None)
         row += [_number(table.extras[(i, name)], fmt, digits[name]) for name in EXTRAS]
         rows.append([value if value.startswith("\\textbf") else _esc(value, fmt) for value in row])
     return [_esc(h, fmt) for h in headers], rows
+
+
+_AT_CHANCE = {"md": " ≈", "html": " ≈", "latex": " (at chance)"}  # a lenient score not above its chance range
+
+
+def _scoring_cells(s: Scoring | None) -> list[str]:
+    """strict accuracy, chance level [interval] of the lenient one, share of correct answers from a fallback rule."""
+    if s is None:
+        return ["", "", ""]
+    c = s.chance
+    return [
+        f"{s.strict:.3f}",
+        "" if c is None else f"{c.level:.3f} [{c.low:.3f}, {c.high:.3f}]",
+        "" if s.fallback_share is None else f"{s.fallback_share:.0%}",
+    ]
 
 
 def footnotes(table: Table) -> list[str]:
@@ -72,10 +107,18 @@ def footnotes(table: Table) -> list[str]:
     notes = [f"Δ: against {' / '.join(bases) if bases else 'no baseline (no plain run given)'}", LEGEND]
     notes.append(f"gen len: mean generated length in {table.length_unit}; best value per column in bold")
     notes.append(
-        f"behaviour (logged samples): step-structured = share with >= {STEP_LINES} lines or a numbered step before "
-        f"the answer; repetition = share of repeated word {NGRAM}-grams; first-word H = entropy of the first generated "
-        "word over documents (lower = sharper; top words in the behaviour figure and `unlock-eval behaviour`)"
+        f"behaviour (logged samples), shares of outputs: {STEPS_LEGEND}; {DEGENERATE_LEGEND}; repetition = share of "
+        f"repeated word {NGRAM}-grams; first-word H = entropy of the first generated word over documents (lower = "
+        "sharper; top words in the behaviour figure and `unlock-eval behaviour`)"
     )
+    if table.checked_columns:
+        notes.append(
+            "math tasks: the score is the lenient accuracy (any extraction rule, fallbacks included); strict = only "
+            "answers a marker rule found (<atok>, \\boxed{}, ####, Final Answer:, the answer is); fallback share = "
+            "share of the correct answers that a fallback rule (last number, bare option letter) found; chance = "
+            f"lenient hits of each output against other documents' golds ({CHANCE_DRAWS} fixed-seed draws) "
+            "[95% range]; ≈ marks a lenient score not above its chance range"
+        )
     if any((run.record or {}).get("details", {}).get("model_reused") for run in table.rows):
         notes.append("set-up s: blank where a sweep point reused the model an earlier point of its sweep loaded")
     return notes + table.notes

@@ -89,8 +89,9 @@ def length_figure(table: Table):
 
 
 def behaviour_figure(table: Table):
-    """Per row: share of step-structured outputs, repetition, and the first-word entropy annotated with the most
-    common first words; None without logged samples."""
+    """Per row: share of step-structured outputs, share of degenerate outputs (annotated with the most common
+    reason), repetition, and the first-word entropy annotated with the most common first words; None without logged
+    samples."""
     from unlock_eval.reports.html import figure_from_matplotlib
 
     rows = [(i, b) for i, b in sorted(table.behaviour.items())]
@@ -98,20 +99,29 @@ def behaviour_figure(table: Table):
         return None
     labels = [_short(table.rows[i].label) for i, _ in rows]
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(11, 0.5 * len(rows) + 1.8), sharey=True)
+    fig, axes = plt.subplots(1, 4, figsize=(14, 0.5 * len(rows) + 1.8), sharey=True)
     panels = [("step-structured share", [b.step_structured for _, b in rows]),
+              ("degenerate share", [b.degenerate for _, b in rows]),
               ("repetition (repeated 4-grams)", [b.repetition for _, b in rows]),
               ("first-word entropy (bits)", [b.first_word_entropy for _, b in rows])]  # fmt: skip
     for ax, (title, values) in zip(axes, panels):
         ax.barh(range(len(rows)), values)
         ax.set_title(title, fontsize="small")
+    for ax in axes[:2]:
+        ax.set_xlim(0, 1)  # shares
     for y, (_, b) in enumerate(rows):
-        axes[2].annotate(b.top_words_text(2), (0, y), xytext=(3, 0), textcoords="offset points", va="center",
+        if b.degenerate_reasons:
+            axes[1].annotate(next(iter(b.degenerate_reasons)), (0, y), xytext=(3, 0), textcoords="offset points",
+                             va="center", fontsize="x-small")  # fmt: skip
+        axes[3].annotate(b.top_words_text(2), (0, y), xytext=(3, 0), textcoords="offset points", va="center",
                          fontsize="x-small")  # fmt: skip
     axes[0].set_yticks(range(len(rows)), labels)
     axes[0].invert_yaxis()
     fig.tight_layout()
-    caption = "behaviour per run: step-structured outputs, repetition, first generated word (entropy, top words)"
+    caption = (
+        "behaviour per run: step-structured outputs, degenerate outputs (most common reason), repetition, first "
+        "generated word (entropy, top words)"
+    )
     return figure_from_matplotlib(fig, "behaviour", caption)
 
 

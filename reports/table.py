@@ -9,11 +9,21 @@ from typing import Any
 
 from unlock_eval.errors import ConfigError
 from unlock_eval.reports.behaviour import Behaviour, behaviour, run_samples
+from unlock_eval.reports.chance import Scoring, scoring
 from unlock_eval.reports.runs import HYPER_KEYS, Run
 from unlock_eval.reports.stats import Delta, paired_delta, unpaired_delta
 
-EXTRAS = ("gen_len", "answer_found", "steps", "repetition", "first_word_entropy", "setup_s", "extra_passes")
-BEHAVIOUR = {"gen_len", "steps", "repetition", "first_word_entropy"}  # descriptive: no "best" is marked
+EXTRAS = (
+    "gen_len",
+    "answer_found",
+    "steps",
+    "degenerate",
+    "repetition",
+    "first_word_entropy",
+    "setup_s",
+    "extra_passes",
+)
+BEHAVIOUR = {"gen_len", "steps", "degenerate", "repetition", "first_word_entropy"}  # descriptive: no "best" is marked
 LOWER_IS_BETTER = {"setup_s", "extra_passes"}
 
 
@@ -40,10 +50,18 @@ class Table:
     lengths: dict[int, list[float]] = field(default_factory=dict)  # row -> per-sample generated length, in the unit
     marks: dict[int, str] = field(default_factory=dict)  # row -> a remark shown with its method, e.g. "chosen on dev"
     behaviour: dict[int, Behaviour] = field(default_factory=dict)  # row -> behaviour of its logged samples
+    # (row, column) -> strict accuracy, fallback share and chance level of a checker-scored task (reports.chance)
+    scoring: dict[tuple[int, str], Scoring] = field(default_factory=dict)
+
+    @property
+    def checked_columns(self) -> list[str]:
+        """The task columns scored by our checker in some row: they get strict, fallback and chance columns."""
+        return [c for c in self.columns if any(key[1] == c for key in self.scoring)]
 
     def records(self) -> list[dict[str, Any]]:
         """One flat dict per row (what csv writes; numbers unformatted)."""
         out = []
+        checked = set(self.checked_columns)
         for i, run in enumerate(self.rows):
             record: dict[str, Any] = {"method": run.method, "source": run.source, "target": run.target}
             record["mark"] = self.marks.get(i)
@@ -62,9 +80,35 @@ class Table:
                         f"{column}_paired": d and d.paired,
                     }
                 )
+                if column in checked:
+                    record.update(_scoring_record(column, self.scoring.get((i, column))))
             record.update({name: self.extras[(i, name)].value for name in EXTRAS})
             out.append(record)
         return out
+
+
+def _scoring_record(column: str, s: Scoring | None) -> dict[str, Any]:
+    """The csv fields of one checker-scored cell: strict accuracy, fallback share, chance level and interval."""
+    c = s and s.chance
+    return {
+        f"{column}_strict": s and s.strict,
+        f"{column}_fallback_share": s and s.fallback_share,
+        f"{column}_chance": c and c.level,
+        f"{column}_chance_low": c and c.low,
+        f"{column}_chance_high": c and c.high,
+        f"{column}_at_chance": s and s.at_chance,
+    }
+
+
+def _task_scoring(task) -> Scoring | None:
+    """A task cell's strict/fallback/chance numbers: from its samples' checker records, else (no samples) from the
+    `acc_strict` metric of our tasks (no chance level then)."""
+    found = scoring(task.samples)
+    if found is not None or task.metric != "acc" or "acc_strict" not in task.metrics:
+        return found
+    strict = task.metrics["acc_strict"]
+    share = (task.value - strict) / task.value if task.value > 0 else None
+    return Scoring(n=0, lenient=task.value, strict=strict, fallback_share=share, rule_counts={})
 
 
 def _scores(run: Run, column: str) -> dict[tuple[str, int], tuple[str, float]] | None:
@@ -135,6 +179,7 @@ def build_table(rows: list[Run], notes: list[str] | None = None, baseline: str |
     columns = sorted({c for run in rows for c in run.tasks})
     base = _pick_baseline(rows, baseline)
     cells: dict[tuple[int, str], Cell] = {}
+    scorings: dict[tuple[int, str], Scoring] = {}
     for i, run in enumerate(rows):
         for column, task in run.tasks.items():
             j = base[i]
@@ -142,6 +187,9 @@ def build_table(rows: list[Run], notes: list[str] | None = None, baseline: str |
             if j is not None and j != i and column in rows[j].tasks:
                 delta = compare(run, rows[j], column)
             cells[(i, column)] = Cell(task.value, task.stderr, delta)
+            found = _task_scoring(task)
+            if found is not None:
+                scorings[(i, column)] = found
     tokenizers = {run.target: _tokenizer(run.target) for run in rows}
     use_tokens = all(t is not None for t in tokenizers.values())
     extras: dict[tuple[int, str], Cell] = {}
@@ -157,6 +205,7 @@ def build_table(rows: list[Run], notes: list[str] | None = None, baseline: str |
         if b is not None:
             behaviours[i] = b
         extras[(i, "steps")] = Cell(b and b.step_structured)
+        extras[(i, "degenerate")] = Cell(b and b.degenerate)
         extras[(i, "repetition")] = Cell(b and b.repetition)
         extras[(i, "first_word_entropy")] = Cell(b and b.first_word_entropy)
         reused = (record.get("details") or {}).get("model_reused")  # a sweep point's set-up is its first point's
@@ -167,7 +216,9 @@ def build_table(rows: list[Run], notes: list[str] | None = None, baseline: str |
         if name not in BEHAVIOUR:
             _mark_best(extras, [name], len(rows), higher=name not in LOWER_IS_BETTER)
     unit = "target tokens" if use_tokens else "pieces, tokenizer-free"
-    return Table(rows, columns, cells, extras, base, unit, list(notes or []), all_lengths, behaviour=behaviours)
+    table = Table(rows, columns, cells, extras, base, unit, list(notes or []), all_lengths, behaviour=behaviours)
+    table.scoring = scorings
+    return table
 
 
 def _mark_best(cells: dict[tuple[int, str], Cell], columns: list[str], n: int, higher: bool) -> None:

@@ -12,7 +12,12 @@ answer from each generation with ``unlock_eval.checker`` and judges it against `
 its output, a small dict, is what lm-eval logs as the sample's ``filtered_resps`` (answer, rule,
 verdict). ``process_results`` turns that dict into the metrics:
 
-* ``acc``             1 when the checker judges the extracted answer equal to the gold answer;
+* ``acc``             1 when the checker judges the extracted answer equal to the gold answer (lenient: any rule,
+  fallbacks included);
+* ``acc_strict``      ``acc`` counted only when a marker rule (``unlock_eval.checker.STRICT_RULES``) found the
+  answer, not a fallback (``last_number``; ``choice`` in multiple choice);
+* ``rule_<name>``     1 when rule ``<name>`` found the answer (one per ``RULES``; ``rule_choice`` for multiple
+  choice): their means are each rule's share of the documents (count = share x documents);
 * ``answer_found``    1 when any extraction rule found an answer (see ``unlock_eval.checker.RULES``);
 * ``gen_len_pieces``  the generation's length in *pieces*: runs of letters, single digits and single
   other non-space characters. lm-eval hands ``process_results`` text only, no token ids, so this is a
@@ -29,7 +34,15 @@ import json
 import re
 from typing import Any
 
-from unlock_eval.checker import Extraction, Verdict, check, extract
+from unlock_eval.checker import (
+    RULES,
+    STRICT_RULES,
+    Extraction,
+    check,
+    check_choice,
+    choice_letter,  # noqa: F401 - still importable from here, as before
+    extract,
+)
 from unlock_eval.data.benchmarks import MATH_SUBJECTS, load_benchmark
 from unlock_eval.data.prompts import CAPABILITIES, render
 from unlock_eval.errors import ConfigError
@@ -223,18 +236,6 @@ def score_text(text: str, doc: dict[str, Any]) -> ScoreRecord:
     )
 
 
-_LETTER_RE = re.compile(r"^\(?([A-G])\)?(?:$|[\s:.,)])")
-
-
-def choice_letter(answer: str | None) -> str | None:
-    """'B', '(B)', '(B) 10', '\\text{(B)}', 'B.' -> 'B'; anything else -> None."""
-    if answer is None:
-        return None
-    stripped = re.sub(r"\\text(?:bf)?\{([^{}]*)\}", r"\1", answer).replace("$", "").replace("*", "").strip()
-    m = _LETTER_RE.match(stripped)
-    return m.group(1) if m else None
-
-
 # '(D)', 'D)', 'D.', 'D:' or a lone 'D' opening the response (not the article in 'A car ...').
 _LEADING_LETTER_RE = re.compile(r"^\s*\(?([A-G])(?:\)|[.:](?=\s|$)|\s*$|\s*\n)")
 _PAREN_LETTER_RE = re.compile(r"\(([A-G])\)")
@@ -260,11 +261,7 @@ def score_choice_text(text: str, doc: dict[str, Any]) -> ScoreRecord:
     mathematically equal to the gold option's content (e.g. '10' for '(D)10')."""
     letter, option = doc["gold_answer"], doc["gold_option"]
     found = extract_choice(text)
-    named = choice_letter(found.answer)
-    if named is not None:
-        verdict = Verdict(named == letter, "identical" if named == letter else "different")
-    else:
-        verdict = check(found.answer, option or letter)
+    verdict = check_choice(found.answer, letter, option)
     return ScoreRecord(
         answer=found.answer,
         rule=found.rule,
@@ -295,8 +292,14 @@ def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]
             "process_results expects the generated text or the dict made by the checker filter "
             f"(utils.checker_filter), got {type(record).__name__}"
         )
-    return {
+    rule = record["rule"]
+    metrics = {
         "acc": float(record["correct"]),
+        "acc_strict": float(bool(record["correct"]) and rule in STRICT_RULES),
         "answer_found": float(record["answer"] is not None),
         "gen_len_pieces": float(record["gen_len_pieces"]),
     }
+    metrics.update({f"rule_{name}": float(rule == name) for name in RULES})
+    if "gold_option" in doc:  # multiple choice: its letter fallback too
+        metrics["rule_choice"] = float(rule == "choice")
+    return metrics

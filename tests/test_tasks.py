@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import operator
 import os
 import re
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import unlock_eval.tasks.utils as utils
+from unlock_eval.checker import RULES
 from unlock_eval.data import benchmarks as data
 from unlock_eval.errors import ConfigError
 from unlock_eval.tasks import TASKS_DIR  # the installed copy: what users get
@@ -163,7 +165,8 @@ def test_generation_settings(name):
     assert not any(stop.strip() == "" for stop in gen["until"]), "a blank-line stop would cut rationales"
     assert cfg["output_type"] == "generate_until"
     assert cfg["filter_list"][0]["name"] == "checker"
-    assert [m["metric"] for m in cfg["metric_list"]] == ["acc", "answer_found", "gen_len_pieces"]
+    rules = [f"rule_{rule}" for rule in (*RULES, "choice")]
+    assert [m["metric"] for m in cfg["metric_list"]] == ["acc", "acc_strict", "answer_found", "gen_len_pieces", *rules]
 
 
 @needs_data
@@ -385,8 +388,22 @@ def test_scoring_helpers():
         "identical",
     )
     assert json.loads(str(record))["rule"] == "answer_is"  # what lm-eval writes to the samples file
-    assert utils.process_results(doc, [record]) == {"acc": 1.0, "answer_found": 1.0, "gen_len_pieces": 13.0}
-    assert utils.process_results(doc, ["no idea"]) == {"acc": 0.0, "answer_found": 0.0, "gen_len_pieces": 2.0}
+    no_rule = {f"rule_{rule}": 0.0 for rule in RULES}
+    assert utils.process_results(doc, [record]) == {
+        "acc": 1.0,
+        "acc_strict": 1.0,
+        "answer_found": 1.0,
+        "gen_len_pieces": 13.0,
+        **no_rule,
+        "rule_answer_is": 1.0,
+    }
+    assert utils.process_results(doc, ["no idea"]) == {
+        "acc": 0.0,
+        "acc_strict": 0.0,
+        "answer_found": 0.0,
+        "gen_len_pieces": 2.0,
+        **no_rule,
+    }
     with pytest.raises(ConfigError, match="checker filter"):
         utils.process_results(doc, [42])
     assert utils.gold_of({"answer": "blah\n#### 1,234"}) == "1,234"
@@ -413,6 +430,35 @@ def test_choice_scoring():
         record = utils.score_choice_text(text, doc)
         assert (record["correct"], record["rule"]) == (correct, rule), text
     assert utils.choice_letter("\\text{(B)}") == "B" and utils.choice_letter("10") is None
+
+
+@pytest.mark.parametrize(
+    "text, gold, rule, acc, strict",
+    [
+        ("Add them: 2 + 4 = 6. The final answer is <atok> 6", "6", "atok", 1.0, 1.0),  # strict hit
+        ("so it is $\\boxed{6}$", "6", "boxed", 1.0, 1.0),
+        ("Final Answer: The final answer is $6$. I hope it is correct.", "6", "final_answer", 1.0, 1.0),
+        ("The answer is 6.", "6", "answer_is", 1.0, 1.0),
+        ("Friend 1:\nFriend 2:\nFriend 3:\nFriend 4:\nFriend 5:\nFriend 6:", "6", "last_number", 1.0, 0.0),
+        ("The final answer is <atok> 7", "6", "atok", 0.0, 0.0),  # strict miss
+        ("I do not know.", "6", None, 0.0, 0.0),  # no answer
+    ],
+)
+def test_strict_and_lenient_accuracy_per_rule(text, gold, rule, acc, strict):
+    doc = {"question": "q", "gold_answer": gold}
+    metrics = utils.process_results(doc, utils.checker_filter([[text]], [doc])[0])
+    assert (metrics["acc"], metrics["acc_strict"], metrics["answer_found"]) == (acc, strict, float(rule is not None))
+    fired = {name for name, v in metrics.items() if name.startswith("rule_") and v}
+    assert fired == ({f"rule_{rule}"} if rule else set())
+    assert "rule_choice" not in metrics  # only multiple choice reports its letter fallback
+
+
+def test_choice_letter_is_a_fallback():
+    doc = {"question": "q", "gold_answer": "D", "gold_option": "10"}
+    lenient = utils.process_results(doc, [utils.score_choice_text(" (D)", doc)])
+    assert (lenient["acc"], lenient["acc_strict"], lenient["rule_choice"]) == (1.0, 0.0, 1.0)
+    marked = utils.process_results(doc, [utils.score_choice_text(" The final answer is <atok> (D)", doc)])
+    assert (marked["acc"], marked["acc_strict"], marked["rule_atok"], marked["rule_choice"]) == (1.0, 1.0, 1.0, 0.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -467,7 +513,11 @@ def test_evaluator_scores_and_logs(local_data, task_manager):
             assert results[task]["acc,checker"] == expected, (task, results[task])
             assert results[task]["answer_found,checker"] == 1.0
             assert results[task]["gen_len_pieces,checker"] > 0
+            choice = task.startswith("agieval_sat_math")  # right: " (D)", the letter fallback; not strict
+            assert results[task]["acc_strict,checker"] == (0.0 if choice else expected), (task, results[task])
+            assert ("rule_choice,checker" in results[task]) is choice
         assert results["math_unlock"]["acc,checker"] == expected
+        assert results["math_unlock"]["acc_strict,checker"] == expected
         sample = out["samples"]["math500_unlock"][0]
         record = sample["filtered_resps"][0]
         assert set(record) == {"answer", "rule", "gold", "correct", "verdict", "gen_len_pieces"}
@@ -561,6 +611,9 @@ def test_readme_example_runs_from_a_users_folder_that_has_its_own_tasks_package(
 # --------------------------------------------------------------------------------------------------
 
 
+OPERATIONS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
+
+
 def test_arith_is_generated_deterministic_disjoint_and_checkable():
     """The offline task: the same rows on every call, train and test share no question, every gold answer is the
     value its rationale computes, and the task loads through our loader with gold answers the checker reads."""
@@ -573,7 +626,9 @@ def test_arith_is_generated_deterministic_disjoint_and_checkable():
     for row in train + test:
         rationale, gold = row["answer"].rsplit("\n#### ", 1)
         last = re.findall(r"= (\d+)", rationale)[-1]
-        assert last == gold and int(gold) >= 0, row
+        assert last == gold and int(gold) >= 10, row
+        for x, op, y, z in re.findall(r"(\d+) ([-+*/]) (\d+) = (\d+)", rationale):  # every step is right
+            assert OPERATIONS[op](int(x), int(y)) == int(z), row
     assert arith._generate(arith.SEEDS["test"], 5) == arith._generate(arith.SEEDS["test"], 5)
     docs = utils.process_gsm8k(utils.load_arith()["test"])
     assert docs[0]["gold_answer"] == test[0]["answer"].rsplit("#### ", 1)[1]
@@ -581,3 +636,25 @@ def test_arith_is_generated_deterministic_disjoint_and_checkable():
     from unlock_eval.data.prompts import load_questions
 
     assert load_questions("arith", 8) == [r["question"] for r in train[-8:]]  # extract_from=arith: offline
+
+
+def test_arith_answers_are_spread_so_a_lucky_hit_is_rare():
+    """The fair design (issue: the last number of almost any text hit the old answers, mostly under 10): answers
+    between 10 and about 100, spread so that under 2% of the pairs of problems share their answer (the chance that
+    an output scored against another problem's gold matches), and never one of the question's own numbers."""
+    from collections import Counter
+
+    from unlock_eval.data import arith
+
+    for split in ("train", "test"):
+        rows = arith.rows(split)
+        golds = [int(r["answer"].rsplit("\n#### ", 1)[1]) for r in rows]
+        assert all(10 <= g <= 110 for g in golds), split
+        counts, n = Counter(golds), len(golds)
+        assert len(counts) >= 60 and max(counts.values()) / n < 0.05, (split, counts.most_common(3))
+        equal_pairs = sum(c * (c - 1) for c in counts.values()) / (n * (n - 1))
+        assert equal_pairs < 0.02, (split, equal_pairs)
+        for row, gold in zip(rows, golds):
+            assert str(gold) not in re.findall(r"\d+", row["question"]), row  # echoing the question never scores
+    one_step = sum("#### " in r["answer"] and r["answer"].count(" = ") == 1 for r in arith.rows("test"))
+    assert 0.55 < one_step / arith.SIZES["test"] < 0.8  # two thirds one-step

@@ -148,13 +148,14 @@ def test_behaviour_columns_and_command_read_the_logged_samples(world, capsys):
 
     table = report([world["out"]])
     for i, run in enumerate(table.rows):
-        texts = [s["resps"][0][0] for s in run.tasks["tiny_plant"].samples.values()]
-        expected = behaviour([{"resps": [[t]]} for t in texts])
+        expected = behaviour(list(run.tasks["tiny_plant"].samples.values()))  # texts and their documents' questions
         assert table.extras[(i, "steps")].value == expected.step_structured
+        assert table.extras[(i, "degenerate")].value == expected.degenerate
         assert table.extras[(i, "first_word_entropy")].value == pytest.approx(expected.first_word_entropy)
     assert main(["behaviour", str(world["out"])]) == 0
     out = capsys.readouterr().out
     assert out.count("tiny_plant") == 4 and "first-word entropy (bits)" in out and "top first words" in out
+    assert "degenerate" in out
     assert main(["behaviour", str(world["out"] / "missing")]) == 2
 
 

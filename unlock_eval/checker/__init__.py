@@ -1,13 +1,14 @@
 """Math answer checking: find the final answer in a model's text and judge it against a gold answer.
 
-The public API, re-exported from three modules, one job each:
+The public API, re-exported from its modules, one job each:
 
 1. **Extraction** (:mod:`.extract`) -- :func:`extract` returns an :class:`Extraction` (the answer
    string and the rule that found it); :func:`extract_answer` returns just the string. Rules, first
    match wins, are listed in :data:`RULES`: ``atok`` (the paper's ``The final answer is <atok> x
    </atok>``, also unclosed, as lm-eval leaves it when it stops at ``</atok>``), ``boxed``, ``gsm8k``
    (``#### N``), ``final_answer`` (Minerva), ``answer_is`` (``the answer is``, ``(the) final answer
-   is``), and the ``last_number`` fallback.
+   is``), and the ``last_number`` fallback. :data:`STRICT_RULES` are the marker rules (all but
+   ``last_number``): strict accuracy counts only their answers.
 
 2. **Equivalence** (:mod:`.equivalence`) -- a small hand-written :func:`normalize` (wrappers, Unicode,
    digit-group separators, plain-text units, mixed numbers, ``1e3``, ``and`` in lists), then
@@ -28,12 +29,16 @@ The public API, re-exported from three modules, one job each:
    parent's deadline is the only clock. Same inputs, same result, whatever was compared before,
    except that a comparison that hits the limit returns False.
 
+Multiple choice (:mod:`.choice`): :func:`choice_letter` and :func:`check_choice` (letter, else the option's
+value).
+
 Only stdlib, sympy, math_verify and latex2sympy2_extended are used, and the heavy ones only inside
 the worker: importing this package is cheap. It never imports lm_eval, tasks or adapters.
 """
 
+from unlock_eval.checker.choice import check_choice, choice_letter
 from unlock_eval.checker.equivalence import normalize
-from unlock_eval.checker.extract import RULES, Extraction, extract, extract_answer
+from unlock_eval.checker.extract import RULES, STRICT_RULES, Extraction, extract, extract_answer
 from unlock_eval.checker.worker import (
     DEFAULT_TIMEOUT,
     MAX_ANSWER_CHARS,
@@ -49,6 +54,7 @@ from unlock_eval.checker.worker import (
 
 __all__ = [
     "RULES",
+    "STRICT_RULES",
     "REASONS",
     "DEFAULT_TIMEOUT",
     "MAX_ANSWER_CHARS",
@@ -61,6 +67,8 @@ __all__ = [
     "extract_answer",
     "normalize",
     "check",
+    "check_choice",
+    "choice_letter",
     "is_equiv",
     "stats",
 ]

@@ -13,6 +13,8 @@ Rules, in priority order (:data:`RULES`; the first one that finds an answer wins
 ``answer_is``     the last ``the answer is ...`` / ``the final answer is ...`` / ``final answer is ...``
 ``last_number``   fallback: the last number in the text (integer, decimal, ``a/b``, ``\\frac{a}{b}``)
 
+:data:`STRICT_RULES` are the marker rules (all but ``last_number``): strict accuracy counts only their answers.
+
 Also home of two small helpers the other checker modules share: argument type checks
 (:func:`_require_str`) and LaTeX brace matching (:func:`_matching_braces`). Only the standard library.
 """
@@ -24,6 +26,11 @@ from dataclasses import dataclass
 
 #: Extraction rules in priority order (the first one that finds an answer wins).
 RULES = ("atok", "boxed", "gsm8k", "final_answer", "answer_is", "last_number")
+#: The rules that count for *strict* accuracy: each reads a span the model itself marked as its final answer
+#: (``<atok>``, ``\\boxed{}``, ``####``, ``Final Answer:``, ``(the) (final) answer is``). The rest are fallbacks
+#: that guess from unmarked text: ``last_number`` here, ``choice`` (a bare option letter) in the multiple-choice
+#: scorer; a counting list ("Friend 1: ... Friend 6:") hits a gold 6 through ``last_number`` by luck.
+STRICT_RULES = frozenset(("atok", "boxed", "gsm8k", "final_answer", "answer_is"))
 
 
 @dataclass(frozen=True)

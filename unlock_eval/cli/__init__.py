@@ -16,7 +16,7 @@ from importlib import import_module
 COMMANDS = {
     "run": "lm_eval with unlock-eval's models and tasks registered (takes lm_eval's flags)",
     "report": "comparison table (paired statistics), plots, HTML from lm-eval result folders",
-    "behaviour": "behaviour metrics (step structure, repetition, first words) from lm-eval sample logs",
+    "behaviour": "behaviour metrics (step structure, degeneration, repetition, first words) from lm-eval sample logs",
     "sweep": "a grid over alpha, k, n through lm-eval (resumable, --select-on dev), then the report",
     "demo": "the comparison on the embedded pair: five methods through lm-eval, the table and HTML report",
     "diagnose": "will a transfer work? held-out R², CKA, cosine with the native key, per layer",

@@ -216,7 +216,7 @@ class Demo:
         for i, row in enumerate(table.rows):
             if row.method in ("native_steering", "unlock"):
                 table.marks[i] = "alpha chosen on dev"
-        table.notes += self.notes()
+        table.notes += self.notes() + scoring_notes(table)
         diagnosis_text, diagnosis_figure = self.diagnostics()
         sections = [("Diagnostics of the Unlock transfer (unlock-eval diagnose)", diagnosis_text)]
         figures = report_figures(table) + [diagnosis_figure]
@@ -258,3 +258,20 @@ class Demo:
                 "models. This demo shows the harness end to end, not the size of the effect."
             )
         return notes
+
+
+def scoring_notes(table) -> list[str]:
+    """What the strict and chance columns say of the whole table: a target on the floor, rows at chance."""
+    notes = []
+    for column in table.checked_columns:
+        scored = {i: table.scoring[(i, column)] for i in range(len(table.rows)) if (i, column) in table.scoring}
+        if scored and all(s.strict == 0 for s in scored.values()):
+            notes.append(
+                f"{column}: no row gives a single answer in the format the prompt asks for (strict accuracy 0 on "
+                "every row): the target is on the floor on strict accuracy here, and every lenient hit came from a "
+                "fallback rule; read the lenient column against its chance level."
+            )
+        at_chance = [table.rows[i].method for i, s in scored.items() if s.at_chance]
+        if at_chance:
+            notes.append(f"{column}: lenient accuracy within its chance range (marked ≈): {', '.join(at_chance)}.")
+    return notes
