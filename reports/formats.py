@@ -7,8 +7,9 @@ import io
 
 from tabulate import tabulate
 
-from unlock_eval.reports.behaviour import DEGENERATE_LEGEND, NGRAM, STEPS_LEGEND
+from unlock_eval.reports.behaviour import NGRAM
 from unlock_eval.reports.chance import CHANCE_DRAWS, Scoring
+from unlock_eval.reports.degeneration import DEGENERATE_LEGEND, STEPS_LEGEND
 from unlock_eval.reports.runs import HYPER_KEYS
 from unlock_eval.reports.stats import LEGEND, format_delta
 from unlock_eval.reports.table import EXTRAS, Cell, Table

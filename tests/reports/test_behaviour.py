@@ -6,17 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from unlock_eval.reports import behaviour as rules
-from unlock_eval.reports.behaviour import (
-    behaviour,
-    degenerate,
-    entropy_bits,
-    first_word,
-    question_of,
-    repetition,
-    step_structured,
-    steps,
-)
+from unlock_eval.reports import degeneration as rules
+from unlock_eval.reports.behaviour import behaviour, entropy_bits, first_word, question_of, repetition
+from unlock_eval.reports.degeneration import degenerate, step_structured, steps
 
 GSM8K = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "gsm8k" / "test.jsonl"
 
