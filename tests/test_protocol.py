@@ -3,10 +3,7 @@ note, and the reproduction commands of docs/reproducing.md (parsed and started w
 
 import hashlib
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -145,47 +142,32 @@ TINY = {
 
 
 @pytest.mark.slow
-def test_each_reproduction_command_parses_and_runs_with_tiny_models(tmp_path):
+def test_each_reproduction_command_parses_and_runs_with_tiny_models(tmp_path, lm_eval_cli, monkeypatch):
     """Hub ids swapped for tiny local models, a small n, two documents, a few tokens: the command line as printed is
-    accepted by lm_eval and our adapter and runs to a results file."""
+    accepted by lm_eval's own parser and our adapter and runs to a results file (in this process: the `lm_eval`
+    entry itself is tested across a process boundary in test_adapter)."""
+    from unlock_eval.cli import main
+
     local = {
         hub: save_tiny(tmp_path / hub.replace("/", "_"), *shape, seed) for seed, (hub, shape) in enumerate(TINY.items())
     }
+    monkeypatch.setenv("UNLOCK_EVAL_CACHE_DIR", str(tmp_path / "cache"))
     commands = _reproduction_commands()
-    runs = []
     for i, command in enumerate(commands):
         for hub in sorted(local, key=len, reverse=True):  # Qwen/Qwen3-14B-Base before Qwen/Qwen3-14B
             command = re.sub(rf"(?<==){re.escape(hub)}(?=[,\s])", local[hub], command)
         assert "Qwen/" not in command, command
         command = command.replace("n=512", "n=8")  # the grid loops start at k=1
-        program = ["unlock_eval.cli", "sweep"] if command.startswith("unlock-eval sweep") else ["lm_eval"]
-        argv = [
-            sys.executable,
-            "-m",
-            *program,
-            *command.split()[len(program) :],
-            "--limit",
-            "2",
-            "--gen_kwargs",
-            "max_gen_toks=4",
-            "--device",
-            "cpu",
-            "--output_path",
-            str(tmp_path / f"out{i}"),
-        ]
-        runs.append((i, command, argv))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "UNLOCK_EVAL_CACHE_DIR": str(tmp_path / "cache")}
-    from concurrent.futures import ThreadPoolExecutor
-
-    def run(item):  # two at a time: most of a run is its single-threaded start-up (the cache is lock-safe)
-        return subprocess.run(item[2], capture_output=True, text=True, timeout=600, env=env)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        procs = list(pool.map(run, runs))
-    for (i, command, _), proc in zip(runs, procs):
-        assert proc.returncode == 0, (command, proc.stderr[-3000:])
+        sweep = command.startswith("unlock-eval sweep")
+        argv = command.split()[2 if sweep else 1 :]
+        argv += ["--limit", "2", "--gen_kwargs", "max_gen_toks=4", "--device", "cpu"]
+        argv += ["--output_path", str(tmp_path / f"out{i}")]
+        if sweep:
+            assert main(["sweep", *argv]) == 0, command
+        else:
+            lm_eval_cli(*argv)
         results = [json.loads(p.read_text()) for p in (tmp_path / f"out{i}").rglob("results_*.json")]
-        if command.startswith("unlock-eval sweep"):  # the plain target, then the one grid point left
+        if sweep:  # the plain target, then the one grid point left
             assert len(results) == 2 and (tmp_path / f"out{i}" / "report.md").is_file(), command
             assert sorted(str(r["config"].get("unlock_eval", {}).get("method")) for r in results) == ["None", "unlock"]
         else:
