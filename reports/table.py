@@ -216,9 +216,9 @@ def build_table(rows: list[Run], notes: list[str] | None = None, baseline: str |
         if name not in BEHAVIOUR:
             _mark_best(extras, [name], len(rows), higher=name not in LOWER_IS_BETTER)
     unit = "target tokens" if use_tokens else "pieces, tokenizer-free"
-    table = Table(rows, columns, cells, extras, base, unit, list(notes or []), all_lengths, behaviour=behaviours)
-    table.scoring = scorings
-    return table
+    return Table(
+        rows, columns, cells, extras, base, unit, list(notes or []), all_lengths, behaviour=behaviours, scoring=scorings
+    )
 
 
 def _mark_best(cells: dict[tuple[int, str], Cell], columns: list[str], n: int, higher: bool) -> None:

@@ -3,9 +3,8 @@ the YAML files in this directory point here with ``!function utils.<name>``.
 
 Data: every task's ``custom_dataset`` is one of the ``load_*`` functions below, thin wrappers around
 ``unlock_eval.data.benchmarks.load_benchmark``: the Hub data sets upstream lm-eval uses, or with
-``UNLOCK_EVAL_DATA_DIR``
-set the local JSONL files in the upstream layouts (tasks/README.md), converted to the Hub schema so that
-``process_*`` sees the same documents either way.
+``UNLOCK_EVAL_DATA_DIR`` set the local JSONL files in the upstream layouts (tasks/README.md), converted to the Hub
+schema so that ``process_*`` sees the same documents either way.
 
 Scoring: the ``checker`` filter (``checker_filter`` / ``checker_choice_filter``) extracts the final
 answer from each generation with ``unlock_eval.checker`` and judges it against ``doc["gold_answer"]``;
