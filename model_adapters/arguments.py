@@ -24,8 +24,27 @@ def hflm_keys() -> set[str]:
     return {p for p in accepted if p not in ("self", "kwargs", "pretrained", "gguf_file")}
 
 
-def parse_model_args(spec_cls: type, model: str, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """Split lm-eval's model_args into our spec (`spec_cls`, validated) and the arguments left for HFLM."""
+def vllm_keys() -> set[str]:
+    """What lm-eval's `vllm` model takes: its own arguments and, passed on to vllm.LLM, vLLM's engine arguments."""
+    import dataclasses
+
+    from lm_eval.models.vllm_causallms import VLLM
+    from vllm.engine.arg_utils import EngineArgs
+
+    accepted = set(inspect.signature(VLLM.__init__).parameters) | {f.name for f in dataclasses.fields(EngineArgs)}
+    return (accepted | {"device"}) - {"self", "kwargs", "pretrained", "model"}  # device: lm-eval's, ignored by vLLM
+
+
+def parse_model_args(
+    spec_cls: type,
+    model: str,
+    kwargs: dict[str, Any],
+    engine_keys: set[str] | None = None,
+    engine: str = "HFLM",
+    engine_help: str | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Split lm-eval's model_args into our spec (`spec_cls`, validated) and the arguments left for the engine
+    (`engine_keys`, default HFLM's; `engine_help` names them in an error instead of listing them all)."""
     if "pretrained" in kwargs:
         raise ConfigError(f"--model {model} takes target=... (and source=...), not pretrained=...")
     blocked = sorted(k for k in kwargs if k in UNSUPPORTED_HFLM_KEYS and kwargs[k] not in (None, False, ""))
@@ -34,7 +53,7 @@ def parse_model_args(spec_cls: type, model: str, kwargs: dict[str, Any]) -> tupl
             f"{', '.join(blocked)}: not supported with --model {model} (they change the target behind "
             "its cache identity); merge the adapter or point target= at the model folder"
         )
-    ours, valid_hf = params.names(spec_cls), hflm_keys()
+    ours, valid_hf = params.names(spec_cls), hflm_keys() if engine_keys is None else engine_keys
     unknown = sorted(k for k in kwargs if k not in ours and k not in valid_hf)
     if unknown:
         hint = (
@@ -42,12 +61,13 @@ def parse_model_args(spec_cls: type, model: str, kwargs: dict[str, Any]) -> tupl
             if any(re.fullmatch(r"[\d\]\s]+", k) for k in unknown)
             else ""
         )
+        listed = engine_help or f"every {engine} argument: {', '.join(sorted(valid_hf))}"
         raise ConfigError(
             f"unknown model_args for --model {model}: {', '.join(unknown)}{hint}. Valid keys: "
-            f"{', '.join(ours)}; and every HFLM argument: {', '.join(sorted(valid_hf))}"
+            f"{', '.join(ours)}; and {listed}"
         )
     spec, hf_kwargs = params.parse_known(spec_cls, kwargs)
-    # one canonical name for HFLM, the extraction and the cache keys
+    # one canonical name for the engine, the extraction and the cache keys
     hf_kwargs["dtype"] = canonical_dtype(hf_kwargs.get("dtype", "float32"))
     return spec, hf_kwargs
 

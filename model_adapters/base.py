@@ -1,4 +1,5 @@
-"""What our three lm-eval models share on top of HFLM (TransferLM): set-up, record, cache table, rows, refusals."""
+"""What our lm-eval models share: record and cache table (RecordedRun), and on top of HFLM (TransferLM) set-up, rows,
+refusals."""
 
 from __future__ import annotations
 
@@ -39,25 +40,14 @@ def refuse_gen_kwargs(generation_kwargs: dict[str, Any], names: tuple[str, ...],
         raise ConfigError(f"gen_kwargs {', '.join(bad)}: not supported with {where}")
 
 
-class TransferLM(HFLM):
-    """HFLM with what our models share. A subclass names its `--model` (MODEL) and argument dataclass (SPEC), and
-    in its __init__ calls `_parse`, then `_start` (HFLM on the model to evaluate), and sets `run_record` (the
-    method record) and `cache_table` (via `_table`). `_row_entry` says what `_model_call` needs of a scoring row."""
+class RecordedRun:
+    """What every model of ours does whatever its engine: its method record in the results (`run_record`, read from
+    `get_model_info`) and its own `--use_cache` table per configuration (`cache_table`, named by `_table`)."""
 
     MODEL: str
-    SPEC: type
     run_record: MethodRecord
     cache_table: str
     cache_file: str | None = None
-
-    def _parse(self, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        """lm-eval's model_args, split into our spec (parsed and checked once) and HFLM's arguments."""
-        return parse_model_args(self.SPEC, self.MODEL, kwargs)
-
-    def _start(self, pretrained: str, hf_kwargs: dict[str, Any]) -> None:
-        """HFLM on `pretrained`, on cuda when there is one unless device= says otherwise."""
-        hf_kwargs.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
-        HFLM.__init__(self, pretrained=pretrained, **hf_kwargs)
 
     def _table(self, configuration: str) -> str:
         """The `--use_cache` table of one configuration of this model."""
@@ -75,9 +65,27 @@ class TransferLM(HFLM):
         super().set_cache_hook(cache_hook)
 
     def get_model_info(self) -> dict:
-        info = super().get_model_info()
+        base = getattr(super(), "get_model_info", None)
+        info = base() if base is not None else {}
         info[RECORD_KEY] = self.run_record.to_dict()
         return info
+
+
+class TransferLM(RecordedRun, HFLM):
+    """HFLM with what our models share. A subclass names its `--model` (MODEL) and argument dataclass (SPEC), and
+    in its __init__ calls `_parse`, then `_start` (HFLM on the model to evaluate), and sets `run_record` (the
+    method record) and `cache_table` (via `_table`). `_row_entry` says what `_model_call` needs of a scoring row."""
+
+    SPEC: type
+
+    def _parse(self, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """lm-eval's model_args, split into our spec (parsed and checked once) and HFLM's arguments."""
+        return parse_model_args(self.SPEC, self.MODEL, kwargs)
+
+    def _start(self, pretrained: str, hf_kwargs: dict[str, Any]) -> None:
+        """HFLM on `pretrained`, on cuda when there is one unless device= says otherwise."""
+        hf_kwargs.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
+        HFLM.__init__(self, pretrained=pretrained, **hf_kwargs)
 
     def tok_batch_encode(self, strings, *args, **kwargs):
         self._batch_contexts = list(strings)  # the prompts of the batch _model_generate is about to get, in order

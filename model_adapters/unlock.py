@@ -14,14 +14,46 @@ from unlock_eval.data.prompts import extraction_mismatch, load_questions
 from unlock_eval.methods.unlock.spec import UnlockSpec
 from unlock_eval.methods.unlock.steering import SteeringSetup
 from unlock_eval.model_adapters.arguments import resolve_role
-from unlock_eval.model_adapters.base import PROMPT_PASS_GEN_KWARGS, TransferLM, refuse_gen_kwargs
+from unlock_eval.model_adapters.base import PROMPT_PASS_GEN_KWARGS, RecordedRun, TransferLM, refuse_gen_kwargs
 from unlock_eval.model_adapters.shared_alphas import SharedPass
 
 # under lm-eval's logger tree, so `lm_eval --verbosity` and its handlers apply to our lines too
 logger = logging.getLogger("lm_eval.models.unlock")
 
 
-class UnlockLM(TransferLM):
+class SteeredRun(RecordedRun):
+    """What an Unlock run does whatever its engine: its steering set-up (key, layers, fingerprint, record), a sweep's
+    next alpha on the loaded model (`reconfigure`) and the note on tasks from another data set than the key's."""
+
+    MODEL, SPEC = "unlock", UnlockSpec
+    rank: int
+
+    def reconfigure(self, alpha: float, share_alphas: list[float] | None = None) -> None:
+        """Steer the loaded model with another alpha, as a sweep's next point (typed values, checked by its grid):
+        model, key and map stay; the fingerprint, the --use_cache table and the results record follow the new alpha
+        (set-up 0 passes)."""
+        t0 = time.perf_counter()
+        self._use(self.steering.with_alpha(alpha, share_alphas), time.perf_counter() - t0)
+        self.set_cache_hook(CacheHook(None))  # a new run sets its own; never write into the previous table
+        self.run_record.details["model_reused"] = True
+
+    def _use(self, steering: SteeringSetup, setup_seconds: float) -> None:
+        self.steering: SteeringSetup = steering
+        self.unlock_config: UnlockSpec = steering.spec
+        self.cache_table = self._table(steering.fingerprint())
+        self.run_record = steering.record(setup_seconds)
+
+    def _note_task_families(self, requests) -> None:
+        """Say once per new set of tasks when they come from another data set than the extraction prompts."""
+        seen = getattr(self, "_tasks_seen", set())
+        tasks = {r.task_name for r in requests if r.task_name} - seen
+        self._tasks_seen = seen | tasks
+        note = extraction_mismatch(self.unlock_config.extract_from, tasks) if tasks else None
+        if note and self.rank == 0:
+            logger.warning(note)
+
+
+class UnlockLM(SteeredRun, TransferLM):
     """The target model, evaluated by lm-eval's HFLM, with the Unlock steering hooks around every forward.
 
     At construction the MasterKey is extracted from the source and mapped into the target (or loaded from the
@@ -29,7 +61,14 @@ class UnlockLM(TransferLM):
     requests are steered at the last context token (prefill_last), generation at the last prompt token.
     """
 
-    MODEL, SPEC = "unlock", UnlockSpec
+    def __new__(cls, **kwargs: Any):
+        """`backend=vllm` builds the vLLM engine's model instead (model_adapters.unlock_vllm), however lm-eval or a
+        sweep constructs `unlock`."""
+        if str(kwargs.get("backend", "hf")).strip() == "vllm":
+            from unlock_eval.model_adapters.unlock_vllm import UnlockVLLM
+
+            return UnlockVLLM(**kwargs)
+        return super().__new__(cls)
 
     def __init__(self, **kwargs: Any) -> None:
         t0 = time.perf_counter()
@@ -60,21 +99,6 @@ class UnlockLM(TransferLM):
             ", ".join(steering.artifacts.models_loaded) or "none",
         )
 
-    def reconfigure(self, alpha: float, share_alphas: list[float] | None = None) -> None:
-        """Steer the loaded model with another alpha, as a sweep's next point (typed values, checked by its grid):
-        model, key and map stay; the fingerprint, the --use_cache table and the results record follow the new alpha
-        (set-up 0 passes)."""
-        t0 = time.perf_counter()
-        self._use(self.steering.with_alpha(alpha, share_alphas), time.perf_counter() - t0)
-        self.set_cache_hook(CacheHook(None))  # a new run sets its own; never write into the previous table
-        self.run_record.details["model_reused"] = True
-
-    def _use(self, steering: SteeringSetup, setup_seconds: float) -> None:
-        self.steering: SteeringSetup = steering
-        self.unlock_config: UnlockSpec = steering.spec
-        self.cache_table = self._table(steering.fingerprint())
-        self.run_record = steering.record(setup_seconds)
-
     # ------------------------------------------------------------------ steered model calls
     def _row_entry(self, request, cut: int) -> int:
         """Where the request's context ends in its scoring row: prefill_last steers that position."""
@@ -85,15 +109,6 @@ class UnlockLM(TransferLM):
             return None
         ends = [self._scored_row(row)[0] for row in inps.tolist()]
         return torch.tensor([inps.shape[1] - 1 if end is None else end for end in ends], dtype=torch.long)
-
-    def _note_task_families(self, requests) -> None:
-        """Say once per new set of tasks when they come from another data set than the extraction prompts."""
-        seen = getattr(self, "_tasks_seen", set())
-        tasks = {r.task_name for r in requests if r.task_name} - seen
-        self._tasks_seen = seen | tasks
-        note = extraction_mismatch(self.unlock_config.extract_from, tasks) if tasks else None
-        if note and self.rank == 0:
-            logger.warning(note)
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         self._note_task_families(requests)

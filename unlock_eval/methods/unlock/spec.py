@@ -17,6 +17,17 @@ def _check_shared_template(value: str) -> None:
         raise ConfigError(f"shared_template={value!r}: allowed values are locked, unlocked")
 
 
+BACKENDS = {
+    "hf": "transformers through lm-eval's HFLM: every request type, every HF model argument",
+    "vllm": "vLLM (generation and loglikelihood; tensor_parallel_size, gpu_memory_utilization, max_model_len, ...)",
+}
+
+
+def _check_backend(value: str) -> None:
+    if value not in BACKENDS:
+        raise ConfigError(f"backend={value!r}: allowed values are {', '.join(BACKENDS)}")
+
+
 def _layers(name: str, value: object) -> list[int] | str | None:
     """all (None), aligned (resolved from the diagnostics at start-up) or a list of layer indices."""
     text = str(value).strip().lower()
@@ -51,6 +62,9 @@ EXTRACT_FROM_HELP = (
 class UnlockSpec(PromptTemplates, TransferModels):
     """Everything that defines an Unlock run (extraction, alignment, steering); recorded verbatim in the results."""
 
+    backend: str = param(
+        "hf", "the engine of the evaluation passes: hf or vllm (docs/backends.md)", check=_check_backend
+    )
     shared_template: str | None = param(None, SHARED_TEMPLATE_HELP, check=_check_shared_template)
     alpha: float = param(DEFAULT_ALPHA, "steering strength, finite", as_given, check_alpha)
     k: int = param(align.DEFAULT_K, "subspace rank, k <= n (k <= n - 1 with pca)", _positive_int)

@@ -36,6 +36,18 @@ def check_alpha(alpha: float) -> float:
     return as_float("alpha", alpha)
 
 
+def rotate_toward(x: torch.Tensor, r: torch.Tensor, alpha) -> torch.Tensor:
+    """prefill_last on float rows `x` [..., d] (r: unit direction): ||x|| * normalize(x/||x|| + alpha * r)."""
+    norm = x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    y = x / norm + alpha * r
+    return y / y.norm(dim=-1, keepdim=True).clamp_min(1e-12) * norm
+
+
+def push_along(x: torch.Tensor, r: torch.Tensor, alpha) -> torch.Tensor:
+    """additive_all on float rows `x` [..., d] (r: unit direction): x + alpha * ||x|| * r."""
+    return x + alpha * x.norm(dim=-1, keepdim=True) * r
+
+
 def _row_alphas(alpha: torch.Tensor) -> torch.Tensor:
     """One alpha per batch row: a finite 1-D tensor (float32, as the steering arithmetic)."""
     if alpha.dim() != 1 or alpha.numel() == 0 or not bool(torch.isfinite(alpha).all()):
@@ -128,16 +140,11 @@ def steer(
                 rows = torch.arange(h.shape[0], device=h.device)
                 pos = handle.positions
                 cols = torch.full_like(rows, h.shape[1] - 1) if pos is None else pos.to(h.device)
-                x = h[rows, cols].float()
-                norm = x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-                y = x / norm + a * r
-                y = y / y.norm(dim=-1, keepdim=True).clamp_min(1e-12) * norm
                 h = h.clone()
-                h[rows, cols] = y.to(h.dtype)
+                h[rows, cols] = rotate_toward(h[rows, cols].float(), r, a).to(h.dtype)
             else:
-                x = h.float()
                 scale = a if not isinstance(a, torch.Tensor) else a[:, :, None]  # [batch, 1, 1] over positions
-                h = (x + scale * x.norm(dim=-1, keepdim=True) * r).to(h.dtype)
+                h = push_along(h.float(), r, scale).to(h.dtype)
             handle.steered_calls += 1
             return replace_layer_hidden(output, h)
 

@@ -38,16 +38,27 @@ class SteeringSetup:
     subspace_decompositions: int
 
     @classmethod
-    def build(cls, spec: UnlockSpec, questions: list[str], model: nn.Module, tokenizer: Any, **extractor_kwargs: Any):
-        """Key and map for `model` (the loaded target) from the artifact cache, built on a miss; `extractor_kwargs`
-        go to Extractor.for_spec (dtype, device, progress, target_revision)."""
-        if isinstance(spec.layers, list):
+    def build(
+        cls,
+        spec: UnlockSpec,
+        questions: list[str],
+        model: nn.Module | None = None,
+        tokenizer: Any = None,
+        **extractor_kwargs: Any,
+    ):
+        """Key and map for the target from the artifact cache, built on a miss; `model` and `tokenizer` are the target
+        when already loaded (else the extraction loads it if it needs it); `extractor_kwargs` go to
+        Extractor.for_spec (dtype, device, progress, target_revision)."""
+        if isinstance(spec.layers, list) and model is not None:
             layer_indices(spec.layers, len(find_decoder_layers(model, spec.layers_path)), "the target")
-        extractor = Extractor.for_spec(spec, preloaded={spec.target: (model, tokenizer)}, **extractor_kwargs)
+        preloaded = {spec.target: (model, tokenizer)} if model is not None else None
+        extractor = Extractor.for_spec(spec, preloaded=preloaded, **extractor_kwargs)
         # one process builds (data-parallel ranks, or two runs started at once); the others wait, then load
         with extractor.cache.lock("build", fingerprint({"config": spec.as_dict(), "dtype": extractor_kwargs["dtype"]})):
             art = build_unlock(extractor, spec, questions)
             diagnostics = _diagnose(extractor, spec, questions, art.native)
+        if isinstance(spec.layers, list) and model is None:
+            layer_indices(spec.layers, art.target_key.num_layers, "the target")
         identities = {m: extractor.identity(m) for m in dict.fromkeys([spec.target, spec.source, spec.source_locked])}
         layers = _aligned_layers(diagnostics, art.native) if spec.layers == "aligned" else spec.layers
         return cls(spec, art, diagnostics, layers, identities, art.forward_passes, art.decompositions)

