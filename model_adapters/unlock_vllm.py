@@ -25,6 +25,7 @@ from unlock_eval.model_adapters.vllm_engine import (
     engine_record,
     install_steering,
     num_layers_of,
+    shutdown,
 )
 
 logger = logging.getLogger("lm_eval.models.unlock")
@@ -60,8 +61,12 @@ class UnlockVLLM(SteeredRun, VLLM):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         VLLM.__init__(self, pretrained=target.pretrained, **engine_kwargs)
-        self.steered_layers = install_steering(self.model, steering, spec.layers_path)
-        self._use(steering, time.perf_counter() - t0)
+        try:
+            self.steered_layers = install_steering(self.model, steering, spec.layers_path)
+            self._use(steering, time.perf_counter() - t0)
+        except BaseException:
+            shutdown(self.model)  # no engine process outlives a failed start
+            raise
         logger.info(
             "unlock (vLLM): process %d ready in %.1f s: %d extraction forward passes, %d layers hooked on every worker",
             os.getpid(),

@@ -123,6 +123,13 @@ def install_steering(llm, steering: SteeringSetup, layers_path: str | None) -> l
     return sorted(directions)
 
 
+def shutdown(llm) -> None:
+    """Stop `llm`'s engine (its engine-core process and workers, when it runs them)."""
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        core.shutdown()
+
+
 def engine_record(model_args: dict[str, Any], layers: list[int]) -> dict[str, Any]:
     """The engine's part of the results record."""
     from importlib.metadata import version
