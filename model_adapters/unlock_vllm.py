@@ -13,10 +13,9 @@ import torch
 
 from unlock_eval.data.prompts import load_questions
 from unlock_eval.layers import layer_indices
-from unlock_eval.methods.unlock.spec import UnlockSpec
 from unlock_eval.methods.unlock.steering import SteeringSetup
 from unlock_eval.methods.unlock.vllm_steering import ALPHA, POSITION
-from unlock_eval.model_adapters.arguments import parse_model_args, resolve_role, vllm_keys
+from unlock_eval.model_adapters.arguments import parse_unlock_model_args, resolve_role
 from unlock_eval.model_adapters.shared_alphas import SharedPass
 from unlock_eval.model_adapters.unlock import SteeredRun
 from unlock_eval.model_adapters.vllm_engine import (
@@ -29,10 +28,6 @@ from unlock_eval.model_adapters.vllm_engine import (
 )
 
 logger = logging.getLogger("lm_eval.models.unlock")
-VLLM_ARGS_HELP = (
-    "lm-eval's vllm model arguments (tensor_parallel_size, gpu_memory_utilization, max_model_len, max_gen_toks, "
-    "batch_size, ...) and every vllm.EngineArgs field"
-)
 
 
 class UnlockVLLM(SteeredRun, VLLM):
@@ -43,7 +38,7 @@ class UnlockVLLM(SteeredRun, VLLM):
 
     def __init__(self, **kwargs: Any) -> None:
         t0 = time.perf_counter()
-        spec, engine_kwargs = parse_model_args(UnlockSpec, self.MODEL, kwargs, vllm_keys(), "vLLM", VLLM_ARGS_HELP)
+        spec, engine_kwargs = parse_unlock_model_args(kwargs)
         check_engine_kwargs(engine_kwargs)
         questions = load_questions(spec.extract_from, spec.n)  # data errors before any model is loaded
         target = resolve_role("target", spec.target, engine_kwargs.get("revision"), spec.cache_dir)

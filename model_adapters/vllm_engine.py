@@ -93,6 +93,12 @@ def check_engine_kwargs(kwargs: dict[str, Any]) -> None:
     os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "0"
     kwargs["enforce_eager"] = True
     kwargs["worker_extension_cls"] = WORKER_EXTENSION
+    size_cpu_kv_cache()
+
+
+def size_cpu_kv_cache() -> None:
+    """On a CPU machine, a fixed KV cache unless VLLM_CPU_KVCACHE_SPACE says otherwise: vLLM-CPU would reserve a
+    fraction (gpu_memory_utilization, 0.92) of the whole machine's memory and refuse to start when less is free."""
     if not torch.cuda.is_available() and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = CPU_KV_CACHE_GIB
         logger.info("unlock (vLLM): VLLM_CPU_KVCACHE_SPACE unset, using %s GiB for the KV cache", CPU_KV_CACHE_GIB)

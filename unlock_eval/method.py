@@ -65,10 +65,10 @@ class MethodRecord:
 
 def method_of(config: dict[str, Any], prompted: bool = False) -> str | None:
     """The method of a results file's `config` block: our record's, or `plain`/`prompted` for lm-eval's own
-    `--model hf` (prompted when the task is a prompted twin); None for anything else."""
+    `--model hf` or `--model vllm` (prompted when the task is a prompted twin); None for anything else."""
     record = config.get(RECORD_KEY)
     if isinstance(record, dict) and record.get("method") in METHODS:
         return record["method"]
-    if config.get("model") == "hf":
+    if config.get("model") in ("hf", "vllm"):
         return "prompted" if prompted else "plain"
     return None

@@ -250,3 +250,18 @@ def test_alpha_points_share_one_generation_with_the_answers_of_separate_runs(tin
     # the later alpha points reuse the loaded model (UnlockLM.reconfigure): nothing extracted or loaded again
     assert [recs[f"n8_k4_alpha{a}"]["details"].get("model_reused") for a in ("0", "0.5", "2")] == [None, True, True]
     assert all(recs[f"n8_k4_alpha{a}"]["setup_seconds"] < 1 for a in ("0.5", "2"))
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_on_the_vllm_backend_with_its_plain_baseline(embedded_pair, tmp_path, monkeypatch, lm_eval_index):
+    """backend=vllm: the alphas share one engine pass, the baseline is lm-eval's vllm model on the same target."""
+    pytest.importorskip("vllm", exc_type=ImportError)
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    out = tmp_path / "sweep"
+    args = "backend=vllm,source=smollm2-135m-instruct,target=gemma3-270m,dtype=float32,max_model_len=512"
+    argv = ["--model_args", args, "--tasks", "arith_unlock", "--alphas", "0.1,0.5", "--limit", "2"]
+    assert sweep_main([*argv, "--output_path", str(out), "--gen_kwargs", "max_gen_toks=8", "--batch_size", "auto"]) == 0
+    log = json.loads((out / "sweep.json").read_text())
+    assert sorted(log["runs"]) == ["baseline", "points/n64_k16_alpha0.1", "points/n64_k16_alpha0.5"]
+    report = (out / "report.md").read_text()
+    assert "| plain " in report and report.count("| unlock ") == 2

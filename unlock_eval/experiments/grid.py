@@ -87,7 +87,7 @@ def base_arguments(model_args: str) -> dict:
 def build_grid(model_args: str, alphas: str | None, ks: str | None, ns: str | None) -> Grid:
     """The grid of `--model_args` x `--alphas` x `--ks` x `--ns`, every point validated by the adapter's rules."""
     from unlock_eval.methods.unlock.spec import UnlockSpec
-    from unlock_eval.model_adapters.arguments import parse_model_args
+    from unlock_eval.model_adapters.arguments import parse_unlock_model_args
 
     base_text = model_args.strip().strip(",")
     base = base_arguments(base_text)
@@ -124,7 +124,7 @@ def build_grid(model_args: str, alphas: str | None, ks: str | None, ns: str | No
         typed = dataclasses.asdict(point)
         try:
             if grid.spec is None:  # the base arguments, parsed once as the adapter parses them
-                grid.spec, grid.hf_kwargs = parse_model_args(UnlockSpec, "unlock", {**base, **typed})
+                grid.spec, grid.hf_kwargs = parse_unlock_model_args({**base, **typed})
             else:
                 dataclasses.replace(grid.spec, **typed)
         except ConfigError as exc:

@@ -194,8 +194,14 @@ class Sweep:
 
         spec, hf = self.grid.spec, self.grid.hf_kwargs
         target = resolve_role("target", spec.target, hf.get("revision"), spec.cache_dir)
-        args = ",".join([f"pretrained={target.pretrained}", *(f"{k}={v}" for k, v in hf.items())])
-        self._run(f"{phase}baseline", "hf", args, tasks, include, f"{phase}baseline (plain target)")
+        model, engine = "hf", dict(hf)
+        if spec.backend == "vllm":  # the plain target on the points' engine: lm-eval's vllm model, eager as they are
+            from unlock_eval.model_adapters.vllm_engine import size_cpu_kv_cache  # lm-eval's vllm model importable
+
+            size_cpu_kv_cache()
+            model, engine = "vllm", {**hf, "enforce_eager": True}
+        args = ",".join([f"pretrained={target.pretrained}", *(f"{k}={v}" for k, v in engine.items())])
+        self._run(f"{phase}baseline", model, args, tasks, include, f"{phase}baseline (plain target)")
 
     def run(self) -> int:
         from lm_eval.utils import setup_logging
