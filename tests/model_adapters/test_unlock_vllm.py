@@ -89,9 +89,10 @@ def test_generation_agrees_with_the_hf_backend(backends, lm_eval_index):
     record = runs["vllm"]["config"]["unlock_eval"]
     assert record["hyperparameters"]["backend"] == "vllm"
     assert record["details"]["engine"]["backend"] == "vllm"
-    assert record["details"]["steering_fingerprint"] == runs["hf"]["config"]["unlock_eval"]["details"][
-        "steering_fingerprint"
-    ]
+    assert (
+        record["details"]["steering_fingerprint"]
+        == runs["hf"]["config"]["unlock_eval"]["details"]["steering_fingerprint"]
+    )
     assert backends["vllm"].cache_table != backends["hf"].cache_table  # --use_cache keeps the backends apart
 
 
