@@ -94,6 +94,30 @@ def check_engine_kwargs(kwargs: dict[str, Any]) -> None:
     kwargs["enforce_eager"] = True
     kwargs["worker_extension_cls"] = WORKER_EXTENSION
     size_cpu_kv_cache()
+    bind_cpu_workers(int(kwargs.get("tensor_parallel_size", 1) or 1))
+    read_environment_again()
+
+
+def read_environment_again() -> None:
+    """vLLM caches its environment variables once an engine has started in this process (a sweep's earlier point):
+    drop that cache so the next engine reads the values set here."""
+    import vllm.envs
+
+    vllm.envs.disable_envs_cache()
+
+
+def bind_cpu_workers(workers: int) -> None:
+    """On a CPU machine with one NUMA node, vLLM-CPU binds the threads of several workers (tensor_parallel_size > 1)
+    only when told which cores each gets (VLLM_CPU_OMP_THREADS_BIND): split this process's cores evenly."""
+    if workers <= 1 or torch.cuda.is_available() or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < workers:
+        raise ConfigError(f"tensor_parallel_size={workers}: this CPU machine gives this process {len(cores)} cores")
+    share = len(cores) // workers
+    groups = [cores[i * share : (i + 1) * share] for i in range(workers)]
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(f"{g[0]}-{g[-1]}" for g in groups)
+    logger.info("unlock (vLLM): CPU workers bound to cores %s", os.environ["VLLM_CPU_OMP_THREADS_BIND"])
 
 
 def size_cpu_kv_cache() -> None:

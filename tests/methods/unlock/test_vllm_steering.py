@@ -168,3 +168,36 @@ def test_a_shared_prefix_never_carries_another_alphas_steering(engine):
     out = engine.generate([b], [params(0.0)], use_tqdm=False)
     assert out[0].num_cached_tokens > 0  # b did reuse a's blocks
     assert texts(out) == reference
+
+
+def test_with_two_tensor_parallel_workers_every_worker_steers(engine, monkeypatch):
+    """tensor_parallel_size=2 on the CPU build (one core per worker): both workers hook and steer, and the answers are
+    the single worker's."""
+    from unlock_eval.model_adapters.vllm_engine import bind_cpu_workers
+
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core")
+    bind_cpu_workers(2)
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", os.environ["VLLM_CPU_OMP_THREADS_BIND"])
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
+    vllm.envs.disable_envs_cache()  # the in-process engine froze them
+    install(engine, "prefill_last", layers=range(18))
+    engine.reset_prefix_cache()
+    single = texts(engine.generate(SHORT, [params(0.0), params(2.0)], use_tqdm=False))
+    two = vllm.LLM(
+        engine.llm_engine.model_config.model,
+        dtype="float32",
+        enforce_eager=True,
+        worker_extension_cls=WORKER_EXTENSION,
+        max_model_len=512,
+        tensor_parallel_size=2,
+        distributed_executor_backend="mp",
+    )
+    try:
+        assert install(two, "prefill_last", layers=range(18)) == [18, 18]
+        assert texts(two.generate(SHORT, [params(0.0), params(2.0)], use_tqdm=False)) == single
+        counts = two.collective_rpc("unlock_steering_counts")
+        assert [list(c["requests"].values()) for c in counts] == [[18], [18]]  # the alpha-2 request, on each worker
+    finally:
+        two.llm_engine.engine_core.shutdown()
