@@ -25,6 +25,7 @@ PAGES = [
     "docs/README.md",
     "docs/getting-started.md",
     "docs/unlock.md",
+    "docs/backends.md",
     "docs/weight-transfer.md",
     "docs/logit-transfer.md",
     "docs/model-arguments.md",
