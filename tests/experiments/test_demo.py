@@ -21,6 +21,23 @@ def rows(table: str) -> dict[str, str]:
     return found
 
 
+def test_backend_vllm_moves_the_plain_and_steered_rows_to_vllm_and_keeps_logit_transfer_on_hf(tmp_path):
+    import argparse
+
+    from unlock_eval.experiments.demo import add_arguments, plan
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    source, target = save_tiny(tmp_path / "src", "llama", 2, 16, 1), save_tiny(tmp_path / "tgt", "gpt2", 2, 24, 2)
+    runs = {run.run_id: run for run in plan(parser.parse_args(["--backend", "vllm", "--source", source,
+                                                               "--target", target]))}  # fmt: skip
+    assert runs["plain"].model == "vllm" and "enforce_eager=True" in runs["plain"].model_args
+    assert all("backend=vllm" in runs[r].model_args and runs[r].vllm for r in ("native", "unlock"))
+    assert runs["logit"].model == "logit_transfer" and not runs["logit"].vllm
+    default = {run.run_id: run for run in plan(parser.parse_args(["--source", source, "--target", target]))}
+    assert default["plain"].model == "hf" and not any(run.vllm for run in default.values())
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
