@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from unlock_eval.errors import ConfigError
+from unlock_eval.methods.unlock.steer import unit_directions
 from unlock_eval.methods.unlock.steering import SteeringSetup
 from unlock_eval.methods.unlock.vllm_steering import WORKER_EXTENSION
 
@@ -31,16 +32,6 @@ def _import_lm_eval_vllm():
         raise ConfigError(f"{INSTALL_HINT}; importing it failed: {exc}") from None
     vllm_cpu.adapt(vllm_causallms)
     return vllm_causallms.VLLM
-
-
-def _has(distribution: str) -> bool:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        version(distribution)
-        return True
-    except PackageNotFoundError:
-        return False
 
 
 VLLM = _import_lm_eval_vllm()
@@ -120,12 +111,7 @@ def install_steering(llm, steering: SteeringSetup, layers_path: str | None) -> l
     """Hook the steered layers on every worker of `llm` (vllm.LLM); returns them. Zero-key layers are not hooked."""
     key = steering.artifacts.target_key
     chosen = steering.layers if steering.layers is not None else list(range(key.num_layers))
-    directions = {}
-    for layer in chosen:
-        vector = key.vectors[layer].double()
-        norm = float(vector.norm())
-        if norm > 0.0:
-            directions[layer] = (vector / norm).float().tolist()
+    directions = {layer: unit.tolist() for layer, unit in unit_directions(key, chosen).items()}
     hooked = llm.collective_rpc(
         "unlock_install_steering", args=(directions, steering.spec.mode, layers_path, key.num_layers, key.hidden_size)
     )
@@ -143,11 +129,11 @@ def shutdown(llm) -> None:
 
 def engine_record(model_args: dict[str, Any], layers: list[int]) -> dict[str, Any]:
     """The engine's part of the results record."""
-    from importlib.metadata import version
+    import vllm
 
     return {
         "backend": "vllm",
-        "vllm": version("vllm") if _has("vllm") else version("vllm-cpu"),
+        "vllm": vllm.__version__,  # the package's own (its distribution is `vllm` or `vllm-cpu`)
         "tensor_parallel_size": model_args.get("tensor_parallel_size", 1),
         "dtype": model_args.get("dtype"),
         "max_model_len": model_args.get("max_model_len"),

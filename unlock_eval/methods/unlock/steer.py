@@ -48,6 +48,18 @@ def push_along(x: torch.Tensor, r: torch.Tensor, alpha) -> torch.Tensor:
     return x + alpha * x.norm(dim=-1, keepdim=True) * r
 
 
+def unit_directions(key: MasterKey, layers: Sequence[int]) -> dict[int, torch.Tensor]:
+    """r/||r|| (float32, normalised in float64) of each of `layers` where the key is not zero (a zero layer is not
+    steered)."""
+    directions = {}
+    for l in layers:
+        v = key.vectors[l].double()
+        norm = float(v.norm())
+        if norm != 0.0:
+            directions[l] = (v / norm).float()
+    return directions
+
+
 def _row_alphas(alpha: torch.Tensor) -> torch.Tensor:
     """One alpha per batch row: a finite 1-D tensor (float32, as the steering arithmetic)."""
     if alpha.dim() != 1 or alpha.numel() == 0 or not bool(torch.isfinite(alpha).all()):
@@ -151,18 +163,15 @@ def steer(
         return hook
 
     try:
-        for l in chosen:
-            v = key.vectors[l].double()
-            norm = float(v.norm())
-            if norm == 0.0:
-                handle.skipped_layers.append(l)
-                continue
+        directions = unit_directions(key, chosen)
+        handle.skipped_layers = [l for l in chosen if l not in directions]
+        for l, unit in directions.items():
             layer = decoder_layers[l]
             param = next(layer.parameters(), None)
             # offloaded layers (device_map with cpu/disk offload) have meta parameters: start on CPU, the hook
             # moves the vector to whatever device the hidden state is on
             device = param.device if param is not None and param.device.type != "meta" else torch.device("cpu")
-            direction = (v / norm).float().to(device)
+            direction = unit.to(device)
             # prepend: run before other hooks (transformers' output_hidden_states recorder) so they see steered states
             hooks.append(layer.register_forward_hook(make_hook(direction), with_kwargs=True, prepend=True))
         if handle.skipped_layers:

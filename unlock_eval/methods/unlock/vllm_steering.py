@@ -31,12 +31,22 @@ POSITION = "unlock_position"  # ... the position prefill_last steers (default: t
 @dataclass
 class StepPlan:
     """What one engine step steers: additive_all, an alpha per token row ([T, 1]); prefill_last, the token rows
-    and their alphas ([m, 1]). `requests` names the request of each prefill_last row."""
+    and their alphas ([m, 1]). `requests` names the request of each prefill_last row; `count` is how many token rows
+    each hooked layer steers."""
 
     token_alphas: torch.Tensor | None = None
     rows: torch.Tensor | None = None
     row_alphas: torch.Tensor | None = None
     requests: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def to(self, device: torch.device) -> StepPlan:
+        """The plan on `device` (moved once per step, not once per hooked layer)."""
+
+        def move(t):
+            return None if t is None else t.to(device)
+
+        return StepPlan(move(self.token_alphas), move(self.rows), move(self.row_alphas), self.requests, self.count)
 
 
 def plan_step(runner, mode: str, num_tokens: int) -> StepPlan:
@@ -64,10 +74,12 @@ def plan_step(runner, mode: str, num_tokens: int) -> StepPlan:
             row_alphas.append(alpha)
             requests.append(req_id)
     if alphas is not None:
-        return StepPlan(token_alphas=alphas) if bool(alphas.any()) else StepPlan()
+        count = int((alphas != 0).sum())
+        return StepPlan(token_alphas=alphas, count=count) if count else StepPlan()
     if not rows:
         return StepPlan()
-    return StepPlan(rows=torch.tensor(rows), row_alphas=torch.tensor(row_alphas)[:, None], requests=requests)
+    return StepPlan(rows=torch.tensor(rows), row_alphas=torch.tensor(row_alphas)[:, None], requests=requests,
+                    count=len(rows))  # fmt: skip
 
 
 class LayerSteering:
@@ -86,9 +98,8 @@ class LayerSteering:
 
     def _plan(self, _module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
-        embeds = kwargs.get("inputs_embeds")
-        num_tokens = (ids if ids is not None else embeds).shape[0]
-        self.plan = plan_step(self.runner, self.mode, num_tokens)
+        tokens = ids if ids is not None else kwargs.get("inputs_embeds")
+        self.plan = plan_step(self.runner, self.mode, tokens.shape[0]).to(tokens.device)
 
     def _steer_with(self, direction: torch.Tensor):
         cache: dict[torch.device, torch.Tensor] = {}
@@ -104,15 +115,12 @@ class LayerSteering:
                 r = cache[stream.device] = direction.to(stream.device)
             steered = stream.clone()
             if plan.token_alphas is not None:
-                a = plan.token_alphas.to(stream.device)
+                a = plan.token_alphas
                 steered[: a.shape[0]] = push_along(stream[: a.shape[0]].float(), r, a).to(stream.dtype)
-                self.steered_rows += int((plan.token_alphas != 0).sum())
             else:
-                rows = plan.rows.to(stream.device)
-                a = plan.row_alphas.to(stream.device)
-                steered[rows] = rotate_toward(stream[rows].float(), r, a).to(stream.dtype)
+                steered[plan.rows] = rotate_toward(stream[plan.rows].float(), r, plan.row_alphas).to(stream.dtype)
                 self.steered.update(plan.requests)
-                self.steered_rows += len(plan.requests)
+            self.steered_rows += plan.count
             if residual is None:
                 return steered
             return steered, torch.zeros_like(residual)
