@@ -74,8 +74,9 @@ def parse_model_args(
             f"{', '.join(ours)}; and {listed}"
         )
     spec, hf_kwargs = params.parse_known(spec_cls, kwargs)
-    # one canonical name for the engine, the extraction and the cache keys
-    hf_kwargs["dtype"] = canonical_dtype(hf_kwargs.get("dtype", "float32"))
+    # one canonical name for the engine, the extraction and the cache keys; not given: the checkpoint's own (`auto`,
+    # lm-eval's default), or what the spec's protocol evaluates in
+    hf_kwargs["dtype"] = canonical_dtype(hf_kwargs.get("dtype", getattr(spec, "default_dtype", "auto")))
     return spec, hf_kwargs
 
 

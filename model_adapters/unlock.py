@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -42,6 +43,23 @@ class SteeredRun(RecordedRun):
         self.unlock_config: UnlockSpec = steering.spec
         self.cache_table = self._table(steering.fingerprint())
         self.run_record = steering.record(setup_seconds)
+
+    def _generation_limits(self, requests: list) -> list:
+        """The requests with this run's max_new_tokens and stop_strings applied, as copies (lm-eval's --use_cache keys
+        the originals; the table is this configuration's own, see SteeringSetup.fingerprint)."""
+        cfg = self.unlock_config
+        if cfg.max_new_tokens is None and cfg.stop_strings == "task":
+            return requests
+        limited = []
+        for request in requests:
+            context, gen_kwargs = request.args
+            kwargs = dict(gen_kwargs)
+            if cfg.max_new_tokens is not None:
+                kwargs["max_gen_toks"] = cfg.max_new_tokens
+            if cfg.stop_strings == "none":
+                kwargs["until"] = []  # lm-eval still stops at the tokenizer's end of text
+            limited.append(dataclasses.replace(request, arguments=(context, kwargs)))
+        return limited
 
     def _note_task_families(self, requests) -> None:
         """Say once per new set of tasks when they come from another data set than the extraction prompts."""
@@ -120,6 +138,7 @@ class UnlockLM(SteeredRun, TransferLM):
 
     def generate_until(self, requests, disable_tqdm: bool = False):
         self._note_task_families(requests)
+        requests = self._generation_limits(requests)
         cfg = self.unlock_config
         self._shared = SharedPass.start(requests, cfg.alpha, cfg.share_alphas, self.cache_file)
         try:

@@ -18,6 +18,7 @@ from unlock_eval.methods.unlock.vllm_steering import ALPHA, POSITION
 from unlock_eval.model_adapters.arguments import parse_unlock_model_args, resolve_role
 from unlock_eval.model_adapters.shared_alphas import SharedPass
 from unlock_eval.model_adapters.unlock import SteeredRun
+from unlock_eval.models import concrete_dtype
 from unlock_eval.model_adapters.vllm_engine import (
     VLLM,
     check_engine_kwargs,
@@ -42,6 +43,8 @@ class UnlockVLLM(SteeredRun, VLLM):
         check_engine_kwargs(engine_kwargs)
         questions = load_questions(spec.extract_from, spec.n)  # data errors before any model is loaded
         target = resolve_role("target", spec.target, engine_kwargs.get("revision"), spec.cache_dir)
+        # `auto` is the checkpoint's dtype, as on HF (vLLM's own `auto` would run a float32 checkpoint in float16)
+        engine_kwargs["dtype"] = concrete_dtype(engine_kwargs["dtype"], target)
         if isinstance(spec.layers, list):
             layer_indices(spec.layers, num_layers_of(target.pretrained), "the target")
         steering = SteeringSetup.build(
@@ -97,6 +100,7 @@ class UnlockVLLM(SteeredRun, VLLM):
 
     def generate_until(self, requests, disable_tqdm: bool = False):
         self._note_task_families(requests)
+        requests = self._generation_limits(requests)
         cfg = self.unlock_config
         self._shared = SharedPass.start(requests, cfg.alpha, cfg.share_alphas, self.cache_file)
         self._prompts = self._prompt_index(requests) if self._shared is not None else {}

@@ -111,9 +111,11 @@ def install_steering(llm, steering: SteeringSetup, layers_path: str | None) -> l
     """Hook the steered layers on every worker of `llm` (vllm.LLM); returns them. Zero-key layers are not hooked."""
     key = steering.artifacts.target_key
     chosen = steering.layers if steering.layers is not None else list(range(key.num_layers))
-    directions = {layer: unit.tolist() for layer, unit in unit_directions(key, chosen).items()}
+    arithmetic = steering.spec.arithmetic
+    directions = {layer: unit.tolist() for layer, unit in unit_directions(key, chosen, arithmetic).items()}
     hooked = llm.collective_rpc(
-        "unlock_install_steering", args=(directions, steering.spec.mode, layers_path, key.num_layers, key.hidden_size)
+        "unlock_install_steering",
+        args=(directions, steering.spec.mode, layers_path, key.num_layers, key.hidden_size, arithmetic),
     )
     if any(count != len(directions) for count in hooked):
         raise RuntimeError(f"unlock (vLLM): workers hooked {hooked} layers, expected {len(directions)} each")

@@ -53,6 +53,13 @@ def format_diagnosis(d: Diagnosis) -> str:
             text.append(
                 tabulate(rows, headers=["target layer", *(f"{name}={v}" for v in values)], disable_numparse=True)
             )
+    if d.pca_sign_flipped_layers is not None:
+        flipped = d.pca_sign_flipped_layers
+        text.append(
+            f"PCA sign: the SVD's own sign points against the mean difference in {len(flipped)} of "
+            f"{d.source_num_layers} source layers ({', '.join(map(str, flipped)) or 'none'}); pca_sign=raw (the "
+            "reference) steers those layers the other way from pca_sign=mean (ours)"
+        )
     text.append(f"extraction forward passes this run: {d.forward_passes}")
     return "\n".join(text)
 

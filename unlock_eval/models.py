@@ -272,6 +272,32 @@ def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
     return "auto" if name == "auto" else getattr(torch, name)
 
 
+def checkpoint_dtype(resolved: ResolvedModel) -> str:
+    """What `dtype=auto` loads a model in: its config's `dtype` (`torch_dtype` in older configs), float32 when it names
+    none; a converted GGUF model is float32 (the conversion dequantizes to float32). Reads config.json only."""
+    if resolved.kind in ("embedded", "gguf"):
+        return "float32"
+    if resolved.kind == "local":
+        config_path = Path(resolved.pretrained) / "config.json"
+    else:
+        from huggingface_hub import hf_hub_download
+
+        config_path = Path(hf_hub_download(resolved.pretrained, "config.json", revision=resolved.revision))
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model {resolved.spec!r}: cannot read its config.json ({exc})") from None
+    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    named = next((c.get(k) for c in (config, text_config) for k in ("dtype", "torch_dtype") if c.get(k)), None)
+    return DTYPE_ALIASES.get(str(named).replace("torch.", ""), "float32") if named else "float32"
+
+
+def concrete_dtype(dtype: str, resolved: ResolvedModel) -> str:
+    """A canonical dtype with `auto` replaced by the checkpoint's own (what cache keys and records name)."""
+    name = canonical_dtype(dtype)
+    return checkpoint_dtype(resolved) if name == "auto" else name
+
+
 def load_tokenizer(resolved: ResolvedModel):
     """Tokenizer that pads on the left (final-token states and batched generation rely on it)."""
     from transformers import AutoTokenizer

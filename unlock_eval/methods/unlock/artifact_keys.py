@@ -49,9 +49,23 @@ def bases_parts(states_key: str, center: bool) -> dict:
     return {"states": states_key, "center": bool(center), "bases_version": BASES_VERSION}
 
 
-def masterkey_parts(locked: dict, unlocked: dict, aggregator: str, questions: Sequence[str], dtype: str) -> dict:
-    """A MasterKey from the locked and unlocked states (`states_ref`, each with its template)."""
-    return {"locked": locked, "unlocked": unlocked, "aggregator": aggregator, **_prompt_set(questions, dtype)}
+def masterkey_parts(
+    locked: dict,
+    unlocked: dict,
+    aggregator: str,
+    questions: Sequence[str],
+    dtype: str,
+    pca_sign: str = "mean",
+    arithmetic: str = "float32",
+) -> dict:
+    """A MasterKey from the locked and unlocked states (`states_ref`, each with its template). The reference's
+    choices (raw PCA sign, arithmetic in the models' dtype) are named only when made, so earlier keys stay valid."""
+    parts = {"locked": locked, "unlocked": unlocked, "aggregator": aggregator, **_prompt_set(questions, dtype)}
+    if aggregator == "pca" and pca_sign != "mean":
+        parts["pca_sign"] = pca_sign
+    if arithmetic != "float32":
+        parts["arithmetic"] = arithmetic
+    return parts
 
 
 def subspace_map_parts(

@@ -106,12 +106,13 @@ class PairStates:
 def capture_pair(
     extractor: Extractor, spec: UnlockSpec, questions: list[str], native: bool = True
 ) -> tuple[PairStates, list[str]]:
-    """States of `spec`'s models through the extractor's cache (captured only when missing), and their cache keys."""
+    """States of `spec`'s models through the extractor's cache (captured only when missing), and their cache keys. All
+    four are captured in the map's dtype (align_dtype), so the diagnosed key compares like with like."""
     roles = [(spec.source_locked, spec.locked_template), (spec.source, spec.unlocked_template),
              (spec.target, spec.locked_template)]  # fmt: skip
     if native and not spec.model_induced:
         roles.append((spec.target, spec.unlocked_template))
-    loaded = [extractor.states(model, template, questions) for model, template in roles]
+    loaded = [extractor.states(model, template, questions, spec.align_dtype) for model, template in roles]
     tensors = [states for states, _ in loaded] + [None] * (4 - len(loaded))
     return PairStates(*tensors), [key for _, key in loaded]
 
@@ -175,6 +176,8 @@ class Diagnosis:
     sweep_k: dict[int, list[LayerDiagnostics]] = field(default_factory=dict)
     sweep_n: dict[int, list[LayerDiagnostics]] = field(default_factory=dict)
     forward_passes: int = 0
+    pca_sign_flipped_layers: list[int] | None = None  # aggregator=pca: source layers where the SVD's sign is flipped
+    source_num_layers: int = 0
 
     @property
     def verdict(self) -> str:
@@ -196,6 +199,7 @@ class Diagnosis:
             "sweep_k": {str(k): rows(v) for k, v in self.sweep_k.items()},
             "sweep_n": {str(n): rows(v) for n, v in self.sweep_n.items()},
             "extraction_forward_passes": self.forward_passes,
+            "pca_sign_flipped_layers": self.pca_sign_flipped_layers,
         }
 
 
@@ -232,6 +236,11 @@ def run_diagnosis(
         )  # one decomposition for the whole k sweep
         sweep_k_rows = {k: at(spec.n, k, bases) for k in sorted(sweep_k)}
     sweep_n_rows = {n: at(n, spec.k) for n in sorted(sweep_n)}
+    flipped = None
+    if spec.aggregator == "pca":  # where pca_sign=raw (the reference) and pca_sign=mean (ours) steer opposite ways
+        sub = pair.last(spec.n)
+        key = MasterKey.from_states(sub.source_locked, sub.source_unlocked, aggregator="pca")
+        flipped = key.metadata["pca_sign_flipped_layers"]
     return Diagnosis(
         source=spec.source,
         target=spec.target,
@@ -243,4 +252,6 @@ def run_diagnosis(
         sweep_k=sweep_k_rows,
         sweep_n=sweep_n_rows,
         forward_passes=extractor.forward_passes,
+        pca_sign_flipped_layers=flipped,
+        source_num_layers=pair.source_locked.shape[0],
     )

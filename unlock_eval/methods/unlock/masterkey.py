@@ -13,6 +13,28 @@ from unlock_eval.errors import ConfigError
 
 AGGREGATORS = ("mean", "pca")
 DEFAULT_AGGREGATOR = "mean"
+PCA_SIGNS = {
+    "mean": "the top singular vector's sign chosen so that it points along the mean difference (ours)",
+    "raw": "whatever sign the SVD returns (the reference)",
+}
+DEFAULT_PCA_SIGN = "mean"
+ARITHMETICS = {
+    "float32": "the key and the injection computed in float32/float64 whatever the models' dtype (ours)",
+    "model": "in the models' own dtype, as the reference's code does: bf16 differences and injection in bf16",
+}
+DEFAULT_ARITHMETIC = "float32"
+
+
+def check_pca_sign(pca_sign: str) -> str:
+    if pca_sign not in PCA_SIGNS:
+        raise ConfigError(f"pca_sign={pca_sign!r}: allowed values are {', '.join(PCA_SIGNS)}")
+    return pca_sign
+
+
+def check_arithmetic(arithmetic: str) -> str:
+    if arithmetic not in ARITHMETICS:
+        raise ConfigError(f"arithmetic={arithmetic!r}: allowed values are {', '.join(ARITHMETICS)}")
+    return arithmetic
 
 
 def check_aggregator(aggregator: str) -> str:
@@ -74,28 +96,54 @@ class MasterKey:
         unlocked_states: torch.Tensor,
         aggregator: str = DEFAULT_AGGREGATOR,
         metadata: dict[str, Any] | None = None,
+        pca_sign: str = DEFAULT_PCA_SIGN,
+        arithmetic: str = DEFAULT_ARITHMETIC,
+        states_dtype: torch.dtype | None = None,
     ) -> MasterKey:
         """Aggregate per-example differences `unlocked - locked` (both `[L, n, d]`) into one vector per layer.
 
         `mean`: the mean difference (not normalised). `pca`: the top right singular vector of the centred
-        differences, unit norm, its sign chosen so that it points along the mean difference.
+        differences, unit norm; `pca_sign="mean"` turns it to point along the mean difference, `"raw"` keeps the SVD's.
+        The metadata lists the layers where the two signs differ (`pca_sign_flipped_layers`).
+
+        `arithmetic="float32"` computes in float64 from the states as given. `"model"` follows the reference's code
+        step by step in `states_dtype` (the dtype the states were captured in; default the tensors' own): each
+        difference rounded to it, divided by n in it, summed in float32 in prompt order (mean); the SVD in float32
+        when the states are float32 (pca, as the reference's float32 extraction).
         """
         check_aggregator(aggregator)
+        check_pca_sign(pca_sign)
+        check_arithmetic(arithmetic)
         _check_states(locked_states, unlocked_states)
-        diff = unlocked_states.double() - locked_states.double()  # [L, n, d]
-        mean = diff.mean(dim=1)
         meta = dict(metadata or {})
-        meta.update({"aggregator": aggregator, "n": diff.shape[1]})
+        meta.update({"aggregator": aggregator, "n": locked_states.shape[1]})
+        if arithmetic == "model":
+            dtype = states_dtype or unlocked_states.dtype
+            diff = unlocked_states.to(dtype) - locked_states.to(dtype)  # rounded to the models' dtype
+            meta["arithmetic"] = f"model ({str(dtype).replace('torch.', '')})"
+        else:
+            diff = unlocked_states.double() - locked_states.double()
+        n = diff.shape[1]
         if aggregator == "mean":
-            return cls(mean.float(), meta)
-        if diff.shape[1] < 2:
+            if arithmetic == "model":  # the reference: a float32 sum of (difference / n), one prompt at a time
+                total = torch.zeros(diff.shape[0], diff.shape[2], dtype=torch.float32)
+                for i in range(n):
+                    total += diff[:, i] / n
+                return cls(total, meta)
+            return cls(diff.mean(dim=1).float(), meta)
+        if n < 2:
             raise ConfigError("aggregator='pca' needs at least 2 prompts (n >= 2)")
-        centred = diff - mean[:, None, :]
-        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+        if arithmetic == "model":
+            diff = diff.float()
+        mean = diff.mean(dim=1)
+        _, _, vh = torch.linalg.svd(diff - mean[:, None, :], full_matrices=False)
         top = vh[:, 0, :]  # [L, d]
-        sign = torch.where((top * mean).sum(-1) < 0, -1.0, 1.0).to(top.dtype)
-        meta["pca_sign"] = "aligned with the mean difference (v . mean(D) >= 0)"
-        return cls((top * sign[:, None]).float(), meta)
+        flipped = (top * mean).sum(-1) < 0
+        meta["pca_sign"] = PCA_SIGNS[pca_sign]
+        meta["pca_sign_flipped_layers"] = [int(i) for i in torch.nonzero(flipped).flatten()]
+        if pca_sign == "mean":
+            top = top * torch.where(flipped, -1.0, 1.0).to(top.dtype)[:, None]
+        return cls(top.float(), meta)
 
     def cosine(self, other: MasterKey) -> torch.Tensor:
         """Per-layer cosine similarity with another key of the same shape: `[L]`."""

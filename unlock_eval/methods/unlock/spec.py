@@ -9,6 +9,7 @@ from unlock_eval.errors import ConfigError
 from unlock_eval.methods.spec import PromptTemplates, TransferModels, _positive_int
 from unlock_eval.methods.unlock import align, masterkey
 from unlock_eval.methods.unlock.steer import DEFAULT_ALPHA, DEFAULT_MODE, MODES, check_alpha, check_mode
+from unlock_eval.models import canonical_dtype
 from unlock_eval.params import as_float, as_given, as_index_list, param
 
 
@@ -26,6 +27,42 @@ BACKENDS = {
 def _check_backend(value: str) -> None:
     if value not in BACKENDS:
         raise ConfigError(f"backend={value!r}: allowed values are {', '.join(BACKENDS)}")
+
+
+PROTOCOLS = {
+    "unlock-eval": "our defaults (each stage's precision and choice as documented)",
+    "reference": "every stage as the paper's official code: see REFERENCE_PRESET and docs/reproducing.md",
+}
+# What protocol=reference sets when the argument is not given (a given one wins). The evaluation dtype (bfloat16) is
+# the engine's `dtype` argument: see UnlockSpec.default_dtype.
+REFERENCE_PRESET = {
+    "key_dtype": "bfloat16 for aggregator=mean, float32 for pca (hs_vector_simple.py / hs_vector_post_pca.py)",
+    "align_dtype": "float32 (hs_svd.py, hs_svd_zero_centered.py)",
+    "pca_sign": "raw (the SVD's own sign)",
+    "arithmetic": "model (bf16 differences and injection, in the reference's order of operations)",
+    "shared_template": "unlocked, for two checkpoints (the post-training runs prompt both with general-cot)",
+    "max_new_tokens": "4096 for two checkpoints (the post-training runs); the tasks' 512 otherwise",
+    "stop_strings": "none for two checkpoints (the post-training runs pass --ignore_stop_words)",
+}
+STOP_STRINGS = {"task": "the task's `until` strings (ours)", "none": "only the tokenizer's end of text"}
+
+
+def _check_protocol(value: str) -> None:
+    if value not in PROTOCOLS:
+        raise ConfigError(f"protocol={value!r}: allowed values are {', '.join(PROTOCOLS)}")
+
+
+def _check_stop_strings(value: str) -> None:
+    if value not in STOP_STRINGS:
+        raise ConfigError(f"stop_strings={value!r}: allowed values are {', '.join(STOP_STRINGS)}")
+
+
+def _stage_dtype(name: str, value: object) -> str:
+    """A stage's dtype: any spelling `dtype` accepts, in its canonical name."""
+    try:
+        return canonical_dtype(value)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("dtype=", f"{name}=", 1)) from None
 
 
 def _layers(name: str, value: object) -> list[int] | str | None:
@@ -65,6 +102,12 @@ class UnlockSpec(PromptTemplates, TransferModels):
     backend: str = param(
         "hf", "the engine of the evaluation passes: hf or vllm (docs/backends.md)", check=_check_backend
     )
+    protocol: str = param(
+        "unlock-eval",
+        "unlock-eval or reference: reference sets every argument below it does not see given as the paper's code "
+        "(key_dtype, align_dtype, pca_sign, arithmetic, shared_template, max_new_tokens, stop_strings; dtype=bfloat16)",
+        check=_check_protocol,
+    )
     shared_template: str | None = param(None, SHARED_TEMPLATE_HELP, check=_check_shared_template)
     alpha: float = param(DEFAULT_ALPHA, "steering strength, finite", as_given, check_alpha)
     k: int = param(align.DEFAULT_K, "subspace rank, k <= n (k <= n - 1 with pca)", _positive_int)
@@ -87,12 +130,35 @@ class UnlockSpec(PromptTemplates, TransferModels):
         "own runs, as 0.1;0.2;0.5 (unlock-eval sweep sets it)",
         _alphas,
     )
+    key_dtype: str | None = param(
+        None, "dtype of the source models while their key states are captured (default: dtype)", _stage_dtype
+    )
+    align_dtype: str | None = param(
+        None, "dtype of source_locked and target while the map's states are captured (default: dtype)", _stage_dtype
+    )
+    pca_sign: str | None = param(
+        None,
+        "aggregator=pca: mean (default; the key points along the mean difference) or raw (the SVD's sign)",
+        check=masterkey.check_pca_sign,
+    )
+    arithmetic: str | None = param(
+        None,
+        "float32 (default: key and injection in float32) or model (in the models' dtype, as the reference)",
+        check=masterkey.check_arithmetic,
+    )
+    max_new_tokens: int | None = param(
+        None, "new tokens per generation, overriding the task's max_gen_toks (default: the task's)", _positive_int
+    )
+    stop_strings: str | None = param(
+        None, "task (default: the task's until strings) or none (only end of text)", check=_check_stop_strings
+    )
     extract_batch_size: int = param(8, "batch size of the extraction forward passes", _positive_int)
     layers_path: str | None = param(None, "dotted path to the target's decoder layers; default: looked up")
     source_layers_path: str | None = param(None, "the same for source and source_locked (if not the target)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._apply_protocol()
         explicit = self.locked_template is not None or self.unlocked_template is not None
         if explicit and self.model_induced and self.capability and self.shared_template:
             # a spec rebuilt from its own recorded fields (as_dict): the shared template it resolved to before
@@ -126,6 +192,32 @@ class UnlockSpec(PromptTemplates, TransferModels):
                 "locked_template and unlocked_template are equal and source_locked == source: the key "
                 "would be zero (give different templates, or a different source_locked)"
             )
+
+    def _apply_protocol(self) -> None:
+        """Fill the arguments not given: the reference's choices under protocol=reference, else ours."""
+        reference = self.protocol == "reference"
+        two_checkpoints = self.model_induced
+        defaults = {
+            "pca_sign": "raw" if reference else masterkey.DEFAULT_PCA_SIGN,
+            "arithmetic": "model" if reference else masterkey.DEFAULT_ARITHMETIC,
+            "stop_strings": "none" if reference and two_checkpoints else "task",
+        }
+        if reference:
+            defaults["key_dtype"] = "bfloat16" if self.aggregator == "mean" else "float32"
+            defaults["align_dtype"] = "float32"
+            if two_checkpoints:
+                defaults["max_new_tokens"] = 4096
+                if self.locked_template is None and self.unlocked_template is None:
+                    defaults["shared_template"] = "unlocked"
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
+    @property
+    def default_dtype(self) -> str:
+        """The evaluation dtype when `dtype` is not given: the checkpoint's own (lm-eval's `auto`), bfloat16 under
+        protocol=reference (the reference evaluates in bf16)."""
+        return "bfloat16" if self.protocol == "reference" else "auto"
 
     def layers_path_of(self, spec: str) -> tuple[str | None, str]:
         """(override, argument name) for the decoder-layer lookup of one of this run's models."""

@@ -48,16 +48,33 @@ def push_along(x: torch.Tensor, r: torch.Tensor, alpha) -> torch.Tensor:
     return x + alpha * x.norm(dim=-1, keepdim=True) * r
 
 
-def unit_directions(key: MasterKey, layers: Sequence[int]) -> dict[int, torch.Tensor]:
-    """r/||r|| (float32, normalised in float64) of each of `layers` where the key is not zero (a zero layer is not
-    steered)."""
+def unit_directions(key: MasterKey, layers: Sequence[int], arithmetic: str = "float32") -> dict[int, torch.Tensor]:
+    """The direction of each of `layers` where the key is not zero (a zero layer is not steered): r/||r|| (float32,
+    normalised in float64); with `arithmetic="model"` the key's own float32 vector, which `steer_rows` casts to the
+    stream's dtype and normalises there, as the reference does."""
     directions = {}
     for l in layers:
         v = key.vectors[l].double()
         norm = float(v.norm())
         if norm != 0.0:
-            directions[l] = (v / norm).float()
+            directions[l] = key.vectors[l].clone() if arithmetic == "model" else (v / norm).float()
     return directions
+
+
+def steer_rows(x: torch.Tensor, direction: torch.Tensor, alpha, rotate: bool, arithmetic: str = "float32"):
+    """`rotate_toward` (prefill_last) or `push_along` (additive_all) on rows `x` of the residual stream, returned in
+    x's dtype. `"float32"` arithmetic computes in float32 and rounds once; `"model"` computes every step in x's
+    dtype from the key's vector cast to it, in the reference's order (r/||r|| there, alpha * r rounded there)."""
+    if arithmetic != "model":
+        return (rotate_toward if rotate else push_along)(x.float(), direction, alpha).to(x.dtype)
+    r = direction.to(x.dtype)
+    r = r / r.norm(dim=-1, keepdim=True)
+    step = (r.float() * alpha).to(x.dtype)  # what `r * alpha` rounds to in x's dtype, one alpha or one per row
+    norm = x.norm(dim=-1, keepdim=True)
+    if not rotate:
+        return x + step * norm
+    y = x / norm + step
+    return y / y.norm(dim=-1, keepdim=True) * norm
 
 
 def _row_alphas(alpha: torch.Tensor) -> torch.Tensor:
@@ -110,6 +127,7 @@ def steer(
     mode: str = DEFAULT_MODE,
     layers: Sequence[int] | None = None,
     layers_path: str | None = None,
+    arithmetic: str = "float32",
 ) -> Iterator[Steering]:
     """Steer `model` with `key` inside the block; hooks are removed on exit, also on exceptions.
 
@@ -118,7 +136,7 @@ def steer(
     additive_all: at every position of every forward pass: h <- h + alpha * ||h|| * r/||r||
 
     `alpha` is one number, or a 1-D tensor with one alpha per batch row (the same formulas row by row: one batch
-    then carries several alpha points of a sweep).
+    then carries several alpha points of a sweep). `arithmetic`: see `steer_rows`.
     """
     check_mode(mode)
     alpha = _row_alphas(alpha) if isinstance(alpha, torch.Tensor) else check_alpha(alpha)
@@ -153,17 +171,17 @@ def steer(
                 pos = handle.positions
                 cols = torch.full_like(rows, h.shape[1] - 1) if pos is None else pos.to(h.device)
                 h = h.clone()
-                h[rows, cols] = rotate_toward(h[rows, cols].float(), r, a).to(h.dtype)
+                h[rows, cols] = steer_rows(h[rows, cols], r, a, True, arithmetic)
             else:
                 scale = a if not isinstance(a, torch.Tensor) else a[:, :, None]  # [batch, 1, 1] over positions
-                h = push_along(h.float(), r, scale).to(h.dtype)
+                h = steer_rows(h, r, scale, False, arithmetic)
             handle.steered_calls += 1
             return replace_layer_hidden(output, h)
 
         return hook
 
     try:
-        directions = unit_directions(key, chosen)
+        directions = unit_directions(key, chosen, arithmetic)
         handle.skipped_layers = [l for l in chosen if l not in directions]
         for l, unit in directions.items():
             layer = decoder_layers[l]

@@ -36,6 +36,7 @@ class SteeringSetup:
     identities: dict[str, dict]
     extraction_forward_passes: int
     subspace_decompositions: int
+    dtypes: dict[str, Any]  # the concrete dtype of each stage: evaluation, key (per model), alignment (per model)
 
     @classmethod
     def build(
@@ -61,34 +62,40 @@ class SteeringSetup:
             layer_indices(spec.layers, art.target_key.num_layers, "the target")
         identities = {m: extractor.identity(m) for m in dict.fromkeys([spec.target, spec.source, spec.source_locked])}
         layers = _aligned_layers(diagnostics, art.native) if spec.layers == "aligned" else spec.layers
-        return cls(spec, art, diagnostics, layers, identities, art.forward_passes, art.decompositions)
+        dtypes = stage_dtypes(extractor, spec, art.native)
+        return cls(spec, art, diagnostics, layers, identities, art.forward_passes, art.decompositions, dtypes)
 
     def with_alpha(self, alpha: float, share_alphas: list[float] | None) -> SteeringSetup:
         """The same key and layers at another alpha (a sweep's next point): typed values its grid validated with the
         spec's own checks, so nothing is parsed again; nothing is built (0 passes)."""
         spec = copy.copy(self.spec)
         spec.alpha, spec.share_alphas = alpha, share_alphas
-        return SteeringSetup(spec, self.artifacts, self.diagnostics, self.layers, self.identities, 0, 0)
+        return SteeringSetup(spec, self.artifacts, self.diagnostics, self.layers, self.identities, 0, 0, self.dtypes)
 
     def fingerprint(self, alpha: float | None = None) -> str:
         """What makes one steered configuration's answers (its --use_cache table is named after this)."""
         spec = self.spec
-        return fingerprint(
-            {
-                "alpha": spec.alpha if alpha is None else alpha,
-                "mode": spec.mode,
-                "layers": self.layers,
-                "layers_path": spec.layers_path,
-                "key": self.artifacts.hashes["target_key_checksum"],
-            }
-        )
+        parts = {
+            "alpha": spec.alpha if alpha is None else alpha,
+            "mode": spec.mode,
+            "layers": self.layers,
+            "layers_path": spec.layers_path,
+            "key": self.artifacts.hashes["target_key_checksum"],
+            "dtype": self.dtypes["evaluation"],
+        }
+        # what else changes the answers, named only when not our default (earlier tables stay valid)
+        for name, ours in (("arithmetic", "float32"), ("max_new_tokens", None), ("stop_strings", "task")):
+            if getattr(spec, name) != ours:
+                parts[name] = getattr(spec, name)
+        return fingerprint(parts)
 
     @contextmanager
     def steer(self, model: nn.Module, positions: torch.Tensor | None = None, alpha=None) -> Iterator[Steering]:
         """`steer` with this run's key, mode and layers; `alpha` (one, or one per row) defaults to the spec's."""
         spec = self.spec
         alpha = spec.alpha if alpha is None else alpha
-        with steer(model, self.artifacts.target_key, alpha, spec.mode, self.layers, spec.layers_path) as handle:
+        key = self.artifacts.target_key
+        with steer(model, key, alpha, spec.mode, self.layers, spec.layers_path, spec.arithmetic) as handle:
             handle.positions = positions
             yield handle
 
@@ -116,12 +123,28 @@ class SteeringSetup:
                 "extraction_forward_passes": self.extraction_forward_passes,
                 "subspace_decompositions": self.subspace_decompositions,  # per layer; 0 when cached bases covered k
                 "layers_resolved": "all" if self.layers is None else self.layers,
+                "dtypes": self.dtypes,
+                "pca_sign_flipped_layers": art.source_key.metadata.get("pca_sign_flipped_layers"),
                 "diagnostics": None
                 if diagnostics is None
                 else {"verdict": verdict(diagnostics), "layers": [row.as_dict() for row in diagnostics]},
                 "models_loaded_for_extraction": list(art.models_loaded),
             },
         )
+
+
+def stage_dtypes(extractor: Extractor, spec: UnlockSpec, native: bool) -> dict[str, Any]:
+    """The concrete dtype of each stage: the evaluation (the target as loaded), the key's states (per model) and, for
+    a transferred key, the map's states (per model)."""
+    key_models = dict.fromkeys([spec.source_locked, spec.source])
+    dtypes: dict[str, Any] = {
+        "evaluation": extractor.dtype_of(spec.target),
+        "key": {m: extractor.dtype_of(m, spec.key_dtype) for m in key_models},
+    }
+    if not native:
+        align_models = dict.fromkeys([spec.source_locked, spec.target])
+        dtypes["alignment"] = {m: extractor.dtype_of(m, spec.align_dtype) for m in align_models}
+    return dtypes
 
 
 def _diagnose(extractor: Extractor, spec: UnlockSpec, questions: list[str], native: bool):
@@ -134,7 +157,8 @@ def _diagnose(extractor: Extractor, spec: UnlockSpec, questions: list[str], nati
     if native or len(questions) < 4:
         return None
     own_key = spec.layers == "aligned" or (
-        not spec.model_induced and extractor.has_states(spec.target, spec.unlocked_template, questions)
+        not spec.model_induced
+        and extractor.has_states(spec.target, spec.unlocked_template, questions, spec.align_dtype)
     )
     return cached_diagnostics(extractor, spec, questions, native=own_key)
 

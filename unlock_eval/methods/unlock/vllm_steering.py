@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from unlock_eval.layers import find_decoder_layers
-from unlock_eval.methods.unlock.steer import MODES, push_along, rotate_toward
+from unlock_eval.methods.unlock.steer import MODES, steer_rows
 
 WORKER_EXTENSION = "unlock_eval.methods.unlock.vllm_steering.SteeringWorkerExtension"
 ALPHA = "unlock_alpha"  # SamplingParams.extra_args key: this request's alpha (absent or 0: not steered)
@@ -85,8 +85,15 @@ def plan_step(runner, mode: str, num_tokens: int) -> StepPlan:
 class LayerSteering:
     """The hooks of one worker: a pre-hook on the model plans each step, a hook on each steered layer applies it."""
 
-    def __init__(self, runner, directions: dict[int, torch.Tensor], mode: str, layers_path: str | None):
-        self.runner, self.mode = runner, mode
+    def __init__(
+        self,
+        runner,
+        directions: dict[int, torch.Tensor],
+        mode: str,
+        layers_path: str | None,
+        arithmetic: str = "float32",
+    ):
+        self.runner, self.mode, self.arithmetic = runner, mode, arithmetic
         self.plan = StepPlan()
         self.steered = Counter()  # request id -> layer calls that steered its prefill_last position
         self.steered_rows = 0  # token rows steered, summed over layers and steps
@@ -116,9 +123,9 @@ class LayerSteering:
             steered = stream.clone()
             if plan.token_alphas is not None:
                 a = plan.token_alphas
-                steered[: a.shape[0]] = push_along(stream[: a.shape[0]].float(), r, a).to(stream.dtype)
+                steered[: a.shape[0]] = steer_rows(stream[: a.shape[0]], r, a, False, self.arithmetic)
             else:
-                steered[plan.rows] = rotate_toward(stream[plan.rows].float(), r, plan.row_alphas).to(stream.dtype)
+                steered[plan.rows] = steer_rows(stream[plan.rows], r, plan.row_alphas, True, self.arithmetic)
                 self.steered.update(plan.requests)
             self.steered_rows += plan.count
             if residual is None:
@@ -143,9 +150,11 @@ class SteeringWorkerExtension:
         layers_path: str | None = None,
         num_layers: int | None = None,
         hidden_size: int | None = None,
+        arithmetic: str = "float32",
     ) -> int:
-        """Hook the layers in `directions` (layer -> unit direction) of a model of `num_layers` decoder layers and
-        `hidden_size` (checked when given); returns how many layers this worker hooks."""
+        """Hook the layers in `directions` (layer -> direction, see steer.unit_directions) of a model of `num_layers`
+        decoder layers and `hidden_size` (checked when given), steering with `arithmetic` (steer.steer_rows); returns
+        how many layers this worker hooks."""
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: allowed values are {', '.join(MODES)}")
         runner = self.model_runner
@@ -164,7 +173,7 @@ class SteeringWorkerExtension:
         self.unlock_remove_steering()
         dtype = torch.float32
         vectors = {int(layer): torch.tensor(vector, dtype=dtype) for layer, vector in directions.items()}
-        self._unlock_steering = LayerSteering(runner, vectors, mode, layers_path)
+        self._unlock_steering = LayerSteering(runner, vectors, mode, layers_path, arithmetic)
         return len(vectors)
 
     def unlock_remove_steering(self) -> None:
