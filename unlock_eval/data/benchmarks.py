@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,19 @@ def _agieval_zero_shot_query(row: dict[str, Any], multiple_choice: bool) -> str:
         passage + "Q: " + row["question"] + " " + "Answer Choices: " + " ".join(row["options"]) + "\n"
         f"A: Among A through {last}, the answer is"
     )
+
+
+_AGIEVAL_ANSWER_LINE = re.compile(r"\nA: (?:The answer is|Among A through [A-G], the answer is)\Z")
+
+
+def agieval_question(query: str) -> str:
+    """The question inside an AGIEval zero-shot ``query``: without the 'Q: ' marker and the final
+    'A: ...' line; a passage (SAT tables) stays in front, on its own line."""
+    m = _AGIEVAL_ANSWER_LINE.search(query)
+    passage, marker, rest = query[: m.start() if m else len(query)].partition("Q: ")
+    if m is None or not marker:
+        raise ConfigError(f"not an AGIEval zero-shot query (expected 'Q: ...\\nA: ...'): {query[-120:]!r}")
+    return f"{passage.strip()}\n{rest}" if passage.strip() else rest
 
 
 def _to_hub_schema(benchmark: str, row: dict[str, Any]) -> dict[str, Any]:

@@ -56,6 +56,18 @@ EXTRACTION_SETS: dict[str, tuple[str, str, str]] = {
     "gsm8k": ("gsm8k", "train", "question"),
     "math": ("math", "train", "problem"),
     "arith": ("arith", "train", "question"),  # generated in the repository: offline without any data
+    # Opt-in only: the reference's fallback for data sets without a train split, the last n rows of the *test* split
+    # (the documents the tasks then score: a leak, flagged in the results record and the report). "query": the
+    # question inside AGIEval's zero-shot prompt, as the tasks show it.
+    "agieval_math_test": ("agieval_math", "test", "query"),
+    "agieval_sat_math_test": ("agieval_sat_math", "test", "query"),
+    "math500_test": ("math500", "test", "problem"),
+}
+# the tasks each test-tail set overlaps (task-name patterns, as TASK_FAMILIES)
+TEST_TAIL_TASKS = {
+    "agieval_math_test": r"agieval_math(_|$)",
+    "agieval_sat_math_test": r"agieval_sat_math",
+    "math500_test": r"math500(_|$)",
 }
 DEFAULT_EXTRACT_FROM = "gsm8k"
 # Task names (ours and upstream lm-eval's) -> the extraction set drawn from the same data set's train split.
@@ -128,6 +140,8 @@ def load_questions(extract_from: str, n: int) -> list[str]:
     if extract_from in EXTRACTION_SETS:
         benchmark, split, text_field = EXTRACTION_SETS[extract_from]
         rows, fields, where = data.load_split(benchmark, split), (text_field,), f"the {benchmark} {split} split"
+        if text_field == "query":  # AGIEval: the question the tasks show, out of its zero-shot prompt
+            rows, fields = [{"question": data.agieval_question(row["query"])} for row in rows], ("question",)
     else:
         rows, fields, where = data.read_jsonl(Path(extract_from).expanduser()), TEXT_FIELDS, extract_from
     questions = []
@@ -143,11 +157,41 @@ def load_questions(extract_from: str, n: int) -> list[str]:
     return questions[-n:]
 
 
+def test_overlap(extract_from: str, n: int) -> dict | None:
+    """What a test-split extraction set shares with the evaluation (None for the train sets and files): the results
+    record carries it and the report flags the rows."""
+    if extract_from not in TEST_TAIL_TASKS:
+        return None
+    benchmark, split, _ = EXTRACTION_SETS[extract_from]
+    return {
+        "extract_from": extract_from,
+        "benchmark": benchmark,
+        "split": split,
+        "rows": f"the last {n}",
+        "tasks": TEST_TAIL_TASKS[extract_from],
+        "note": f"the key was extracted from the last n={n} {split} documents of {benchmark}, which its tasks score",
+    }
+
+
 def extraction_mismatch(extract_from: str, task_names: set[str]) -> str | None:
     """A one-line note when the tasks come from another data set than the extraction prompts, else None.
 
     lm-eval builds the model before the tasks, so the key cannot follow the task: the paper's task-conditioned
     setting extracts from the task's own train split (extract_from=math for MATH-family tasks)."""
+    overlap = TEST_TAIL_TASKS.get(extract_from)
+    if overlap is not None:
+        leaked = sorted(t for t in task_names if re.match(overlap, t))
+        benchmark = EXTRACTION_SETS[extract_from][0]
+        others = extraction_mismatch(benchmark, set(task_names) - set(leaked))
+        others = others and others.replace(f"extract_from={benchmark},", f"extract_from={extract_from},", 1)
+        if not leaked:
+            return others
+        return (
+            f"unlock: extract_from={extract_from} takes the key's prompts from the test documents that "
+            f"{', '.join(leaked[:3])}{' ...' if len(leaked) > 3 else ''} score (the reference's fallback, opted "
+            "into): the results record and the report flag these rows"
+            + (f"; {others[len('unlock: ') :]}" if others else "")
+        )
     family = {}
     for task in sorted(task_names):
         wanted = next((s for pattern, s in TASK_FAMILIES if re.match(pattern, task)), None)

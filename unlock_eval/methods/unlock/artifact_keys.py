@@ -34,13 +34,21 @@ def states_ref(model: str, identity: dict, states_key: str, template: str | None
 
 
 def states_parts(
-    identity: dict, template: str, questions: Sequence[str], dtype: str, layers_path: str | None = None
+    identity: dict,
+    template: str,
+    questions: Sequence[str],
+    dtype: str,
+    layers_path: str | None = None,
+    unpadded: bool = False,
 ) -> dict:
-    """Final-token states of one model on one template over these prompts."""
+    """Final-token states of one model on one template over these prompts; `unpadded`: captured one prompt at a time
+    (in bf16 a left-padded batch moves the states, so the reference protocol's capture is an artifact of its own)."""
     parts = {"model": identity, "template": template, **_prompt_set(questions, dtype)}
     parts["capture_version"] = CAPTURE_VERSION
     if layers_path:
         parts["layers_path"] = layers_path
+    if unpadded:
+        parts["unpadded"] = True
     return parts
 
 

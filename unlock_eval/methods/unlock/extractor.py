@@ -98,7 +98,8 @@ class Extractor:
     def _states_parts(self, spec: str, template: str, questions: Sequence[str], dtype: str | None) -> dict:
         layers_path = self.layers_paths.get(spec, (None, ""))[0]
         concrete = self.dtype_of(spec, dtype)
-        return artifact_keys.states_parts(self.identity(spec), template, questions, concrete, layers_path)
+        unpadded = self.batch_size == 1
+        return artifact_keys.states_parts(self.identity(spec), template, questions, concrete, layers_path, unpadded)
 
     def _ref(self, spec: str, states_key: str, template: str | None = None) -> dict:
         return artifact_keys.states_ref(spec, self.identity(spec), states_key, template)

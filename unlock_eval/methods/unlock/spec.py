@@ -43,6 +43,7 @@ REFERENCE_PRESET = {
     "shared_template": "unlocked, for two checkpoints (the post-training runs prompt both with general-cot)",
     "max_new_tokens": "4096 for two checkpoints (the post-training runs); the tasks' 512 otherwise",
     "stop_strings": "none for two checkpoints (the post-training runs pass --ignore_stop_words)",
+    "extract_batch_size": "1 (one prompt at a time, unpadded)",
 }
 STOP_STRINGS = {"task": "the task's `until` strings (ours)", "none": "only the tokenizer's end of text"}
 
@@ -91,7 +92,8 @@ SHARED_TEMPLATE_HELP = "two checkpoints: the preset template both see, locked (d
 LAYER_MAP_HELP = f"{' or '.join(align.LAYER_MAPS)}, or one source layer per target layer as 0;2;4;..."
 EXTRACT_FROM_HELP = (
     "gsm8k or math (train split: Hub, or UNLOCK_EVAL_DATA_DIR when set), arith (generated, offline) "
-    "or a .jsonl with question/problem"
+    "or a .jsonl with question/problem; opt-in, the reference's leak for test-only data: agieval_math_test, "
+    "agieval_sat_math_test, math500_test (the last n test rows, flagged in record and report)"
 )
 
 
@@ -152,7 +154,12 @@ class UnlockSpec(PromptTemplates, TransferModels):
     stop_strings: str | None = param(
         None, "task (default: the task's until strings) or none (only end of text)", check=_check_stop_strings
     )
-    extract_batch_size: int = param(8, "batch size of the extraction forward passes", _positive_int)
+    extract_batch_size: int | None = param(
+        None,
+        "batch size of the extraction forward passes (default 8; 1 under protocol=reference: one prompt at a time, "
+        "unpadded, as the reference; in bf16 left padding moves the states)",
+        _positive_int,
+    )
     layers_path: str | None = param(None, "dotted path to the target's decoder layers; default: looked up")
     source_layers_path: str | None = param(None, "the same for source and source_locked (if not the target)")
 
@@ -201,6 +208,7 @@ class UnlockSpec(PromptTemplates, TransferModels):
             "pca_sign": "raw" if reference else masterkey.DEFAULT_PCA_SIGN,
             "arithmetic": "model" if reference else masterkey.DEFAULT_ARITHMETIC,
             "stop_strings": "none" if reference and two_checkpoints else "task",
+            "extract_batch_size": 1 if reference else 8,
         }
         if reference:
             defaults["key_dtype"] = "bfloat16" if self.aggregator == "mean" else "float32"

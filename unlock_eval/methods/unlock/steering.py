@@ -13,6 +13,7 @@ from torch import nn
 
 from unlock_eval import params
 from unlock_eval.cache import fingerprint
+from unlock_eval.data.prompts import test_overlap
 from unlock_eval.errors import ConfigError
 from unlock_eval.layers import find_decoder_layers, layer_indices
 from unlock_eval.method import MethodRecord
@@ -124,6 +125,7 @@ class SteeringSetup:
                 "subspace_decompositions": self.subspace_decompositions,  # per layer; 0 when cached bases covered k
                 "layers_resolved": "all" if self.layers is None else self.layers,
                 "dtypes": self.dtypes,
+                "extraction_overlap": test_overlap(spec.extract_from, spec.n),
                 "pca_sign_flipped_layers": art.source_key.metadata.get("pca_sign_flipped_layers"),
                 "diagnostics": None
                 if diagnostics is None
