@@ -170,7 +170,8 @@ def test_use_cache_cannot_return_unsteered_or_differently_steered_answers(world,
         ({"extract_from": "/nonexistent/q.jsonl"}, "extract_from='/nonexistent/q.jsonl': file not found"),
         (
             {"extract_from": "gsm9k"},
-            "extract_from='gsm9k': allowed values are gsm8k, math, arith, agieval_math_test, agieval_sat_math_test, math500_test or a path",
+            "extract_from='gsm9k': allowed values are gsm8k, math, arith, agieval_math_test, agieval_sat_math_test, "
+            "math500_test or a path",
         ),
         ({"locked_template": "no slot here"}, "locked_template must be a string containing the slot '{question}'"),
         ({"pretrained": "x"}, "takes target=... (and source=...), not pretrained"),
@@ -449,3 +450,50 @@ def test_results_record_diagnostics_and_layers_aligned_steers_the_passing_layers
         make_lm(world, tmp_path, k=2, layers="aligned")
     with pytest.raises(ConfigError, match="layers=aligned selects the layers where a transferred key"):
         make_lm(world, tmp_path, source=world["tgt"], layers="aligned")
+
+
+def test_generation_limits_apply_to_every_request_and_keep_their_own_cache_table(world, tmp_path, monkeypatch):
+    from lm_eval.api.instance import Instance
+    from lm_eval.api.model import CachingLM, hash_args
+
+    gen = {"until": ["e"], "max_gen_toks": 3, "do_sample": False}
+    req = Instance("generate_until", {}, ("Question: hi\nAnswer:", gen), 0)
+    task = make_lm(world, tmp_path, alpha=0.0)
+    limited = make_lm(world, tmp_path, alpha=0.0, max_new_tokens=12, stop_strings="none")
+    import lm_eval.models.huggingface as hf
+
+    seen, saved = [], hf.HFLM.generate_until  # HFLM's: what the adapter hands the requests to
+
+    def spy(self, requests, disable_tqdm=False):
+        seen.extend(r.args[1] for r in requests)
+        return saved(self, requests, disable_tqdm)
+
+    monkeypatch.setattr(hf.HFLM, "generate_until", spy)
+    short, long = task.generate_until([req]), limited.generate_until([req])
+    assert seen[-1] == {"until": [], "max_gen_toks": 12, "do_sample": False} and req.args[1] == gen  # a copy
+    assert len(long[0]) > len(short[0])
+    assert task.cache_table != limited.cache_table  # the limits change the answers: their own --use_cache table
+    cached = CachingLM(
+        make_lm(world, tmp_path, alpha=0.0, max_new_tokens=12, stop_strings="none"), str(tmp_path / "db")
+    )
+    assert cached.generate_until([req]) == long
+    assert hash_args("generate_until", req.args) in cached.dbdict  # stored under the task's request, found again
+
+
+def test_dtype_auto_is_the_checkpoints_own_and_every_stage_is_recorded(world, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    bf16 = tmp_path / "tgt_bf16"
+    AutoModelForCausalLM.from_pretrained(world["tgt"], dtype="bfloat16").save_pretrained(bf16)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (Path(world["tgt"]) / name).is_file():
+            (bf16 / name).write_bytes((Path(world["tgt"]) / name).read_bytes())
+    lm = make_lm(world, tmp_path / "c", target=str(bf16), align_dtype="float32")
+    assert str(next(lm.model.parameters()).dtype) == "torch.bfloat16"
+    dtypes = lm.run_record.to_dict()["details"]["dtypes"]
+    assert dtypes == {
+        "evaluation": "bfloat16",
+        "key": {world["src"]: "float32"},  # the source's checkpoint is float32
+        "alignment": {world["src"]: "float32", str(bf16): "float32"},
+    }
+    assert lm.run_record.to_dict()["details"]["extraction_overlap"] is None

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from unlock_eval.methods.unlock.steer import push_along, rotate_toward
+from unlock_eval.methods.unlock.steer import push_along, rotate_toward, steer_rows
 from unlock_eval.methods.unlock.vllm_steering import ALPHA, POSITION, WORKER_EXTENSION
 
 pytestmark = pytest.mark.slow
@@ -119,6 +119,17 @@ def test_prefill_last_steers_the_last_prompt_token_once_under_chunked_prefill(en
     torch.testing.assert_close(after[:-1], before[:-1], rtol=0, atol=0)  # every other position untouched
     expected = rotate_toward(before[-1:].float(), direction(), 0.5)
     torch.testing.assert_close(after[-1:], expected, rtol=1e-6, atol=1e-5)  # the formula on the unsteered stream
+
+
+def test_model_arithmetic_normalises_the_raw_key_in_the_streams_dtype(engine):
+    raw = direction() * 7.0  # the key's own vector: the worker casts it to the stream's dtype and normalises there
+    engine.collective_rpc("unlock_install_steering", args=({LAYER: raw.tolist()}, "prefill_last"),
+                          kwargs={"arithmetic": "model"})  # fmt: skip
+    _, plain = run_captured(engine, SHORT[0], 0.0)
+    _, steered = run_captured(engine, SHORT[0], 0.5)
+    before, after = plain.prefill(), steered.prefill()
+    expected = steer_rows(before[-1:], raw, 0.5, True, "model")
+    torch.testing.assert_close(after[-1:], expected, rtol=0, atol=0)
 
 
 def test_a_given_position_is_steered_instead(engine):
