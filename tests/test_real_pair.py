@@ -92,6 +92,14 @@ def test_diagnose_table_json_and_plot_on_the_real_pair(tmp_path, capsys):
     assert rows[0]["sign"] == "opposes" and max(r["cos"] for r in rows) > 0.5  # measured: layer 0 -0.76, layer 5 0.70
     assert all(r["cka"] > r["cka_chance"] for r in rows)
     assert report["verdict"].startswith("transferred key agrees")
+    assert report["pca_sign_flipped_layers"] is None  # mean key: no sign to choose
+    assert main([*base, "--aggregator", "pca", "--json"]) == 0  # the same states: nothing captured
+    flipped = json.loads(capsys.readouterr().out)["pca_sign_flipped_layers"]
+    assert isinstance(flipped, list) and all(0 <= layer < 30 for layer in flipped)
+    assert main([*base, "--aggregator", "pca"]) == 0
+    assert f"PCA sign: the SVD's own sign points against the mean difference in {len(flipped)} of 30 source layers" in (
+        capsys.readouterr().out
+    )
     assert main([*base, "--sweep-k", "4,64"]) == 2  # k=64 > n=32: one line, before any capture
     assert "unlock-eval diagnose: error: --sweep-k: k=64 exceeds the number of prompts n=32" in capsys.readouterr().err
 
