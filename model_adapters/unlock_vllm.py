@@ -18,7 +18,6 @@ from unlock_eval.methods.unlock.vllm_steering import ALPHA, POSITION
 from unlock_eval.model_adapters.arguments import parse_unlock_model_args, resolve_role
 from unlock_eval.model_adapters.shared_alphas import SharedPass
 from unlock_eval.model_adapters.unlock import SteeredRun
-from unlock_eval.models import concrete_dtype
 from unlock_eval.model_adapters.vllm_engine import (
     VLLM,
     check_engine_kwargs,
@@ -27,6 +26,7 @@ from unlock_eval.model_adapters.vllm_engine import (
     num_layers_of,
     shutdown,
 )
+from unlock_eval.models import concrete_dtype
 
 logger = logging.getLogger("lm_eval.models.unlock")
 

@@ -1,5 +1,7 @@
-"""`unlock-eval sweep`: the grid, one extraction and one decomposition per layer, resuming a killed sweep, and
-`--select-on dev` never touching the reported test documents (checked through the documents each run logged)."""
+"""`unlock-eval sweep`: the grid, one extraction and one decomposition per layer, resuming a killed sweep,
+`--select-on dev` never touching the reported test documents (checked through the documents each run logged), and
+`--select-on train_head` scoring the first rows of train as the reference's grid searches do (checked against the
+data files)."""
 
 import json
 import os
@@ -18,9 +20,10 @@ from unlock_eval.data.prompts import load_questions
 from unlock_eval.data.splits import select_documents
 from unlock_eval.errors import ConfigError
 from unlock_eval.experiments.grid import Point, build_grid
+from unlock_eval.experiments.selection import write_selection_tasks
 
 from adapter_fixtures import write_questions
-from conftest import requires_data
+from conftest import DATA_DIR, requires_data
 
 # ------------------------------------------------------------------------------------------------ fast: grid, splits
 
@@ -90,6 +93,72 @@ def test_dev_slice_is_seeded_disjoint_and_leaves_test_alone(tmp_path):
     assert sorted(list(from_test) + list(heldout)) == sorted(data["test"]["question"])
     with pytest.raises(ConfigError, match="heldout applies to a dev slice taken from test"):
         select_documents(data, "heldout", "train", 4, 7)
+
+
+def test_head_is_the_first_rows_in_order_and_refuses_what_does_not_fit(tmp_path):
+    data = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(_rows(30)), "test": datasets.Dataset.from_list(_rows(12))}
+    )
+    extraction = tmp_path / "ex.jsonl"  # the train split itself: its last n rows are the extraction prompts
+    extraction.write_text("".join(json.dumps({"question": f"q{i}"}) + "\n" for i in range(30)))
+    head = select_documents(data, "head", "train", 5, extract_from=str(extraction), n=8)  # no seed: nothing drawn
+    assert head["head"]["question"] == ["q0", "q1", "q2", "q3", "q4"]  # the first rows, in file order
+    assert head["test"]["question"] == data["test"]["question"] and "dev" not in head
+    assert select_documents(data, "head", "train", 10, None, str(extraction), 20)["head"]["question"][-1] == "q9"
+    # 10 + 21 > 30 rows: the head and the last 21 prompts share q9; refused, naming the numbers, never trimmed
+    with pytest.raises(ConfigError, match=r"1 of the first 10 rows of the train split \(30 rows; the first shared is "
+                       r"row 9\) are among the n=21 extraction prompts"):  # fmt: skip
+        select_documents(data, "head", "train", 10, None, str(extraction), 21)
+    with pytest.raises(ConfigError, match="the first 13 rows of the test split were asked for, but it has only 12"):
+        select_documents(data, "head", "test", 13)
+    assert select_documents(data, "head", "test", 12)["head"]["question"] == data["test"]["question"]
+
+
+def test_agieval_rows_are_matched_by_the_question_inside_their_query(tmp_path):
+    from unlock_eval.data.splits import head_indices
+
+    rows = [{"query": f"Q: problem {i}\nA: The answer is", "answer": str(i)} for i in range(6)]
+    assert head_indices(rows, 3, {"problem 4", "problem 5"}) == [0, 1, 2]
+    with pytest.raises(ConfigError, match=r"1 of the first 3 rows .* first shared is row 2"):
+        head_indices(rows, 3, {"problem 2"})  # what extract_from=agieval_math_test extracts from
+
+
+def _file_rows(path: str) -> list[dict]:
+    return [json.loads(line) for line in (DATA_DIR / path).read_text().splitlines() if line.strip()]
+
+
+@requires_data
+def test_train_head_twins_load_the_first_train_rows_of_the_data_files(tmp_path, lm_eval_index):
+    """What lm-eval loads for each `<task>_head` twin: the first 200 rows of the task's train split in file order;
+    for a data set without train (MATH-500, AGIEval) the first 200 of its test file, as the reference's loader falls
+    back to test.jsonl, and that choice is marked optimistic."""
+    from lm_eval.tasks import TaskManager
+
+    tasks = ["gsm8k_unlock", "math_unlock_algebra", "math500_unlock", "agieval_math_unlock"]
+    index = TaskManager().task_index
+    twins = write_selection_tasks(tasks, tmp_path / "tasks", 200, None, "gsm8k", 64, index, "train_head")
+    assert twins.dev == [f"{t}_head" for t in tasks] and twins.report == tasks  # reported: the tasks, in full
+    assert twins.optimistic == ["math500_unlock", "agieval_math_unlock"]
+    assert "first 200 rows of GSM8K train in file order" in twins.descriptions[0]
+    assert "first 200 rows of MATH-500 test" in twins.descriptions[2] and "optimistic" in twins.descriptions[2]
+    loaded = TaskManager(include_path=str(twins.folder)).load(twins.dev)["tasks"]
+    docs = {name: list(task.eval_docs) for name, task in loaded.items()}  # what lm-eval scores
+    gsm8k = [d["question"] for d in docs["gsm8k_unlock_head"]]
+    assert gsm8k == [r["question"] for r in _file_rows("gsm8k/train.jsonl")[:200]]
+    assert not set(gsm8k) & set(load_questions("gsm8k", 64))  # nor an extraction prompt
+    algebra = [r["problem"] for r in _file_rows("math/train.jsonl") if r["unique_id"].split("/")[1] == "algebra"]
+    assert [d["problem"] for d in docs["math_unlock_algebra_head"]] == algebra[:200]
+    assert [d["problem"] for d in docs["math500_unlock_head"]] == [
+        r["problem"] for r in _file_rows("math/math500.jsonl")[:200]
+    ]
+    assert [d["question"] for d in docs["agieval_math_unlock_head"]] == [
+        r["question"] for r in _file_rows("agieval/math.jsonl")[:200]
+    ]
+    # a head that would share rows with the extraction prompts (7473 GSM8K train rows < 200 + 7300) is refused
+    # before anything runs, and no twin is written for it
+    with pytest.raises(ConfigError, match=r"gsm8k_unlock: 27 of the first 200 rows of the train split \(7473 rows"):
+        write_selection_tasks(["gsm8k_unlock"], tmp_path / "refused", 200, None, "gsm8k", 7300, index, "train_head")
+    assert not list((tmp_path / "refused").glob("*.yaml"))
 
 
 # ------------------------------------------------------------------------------------------------ sweeps on tiny models
@@ -200,6 +269,46 @@ def test_select_on_dev_never_reads_reported_documents(tiny, tmp_path):
     report = (out / "report.md").read_text()
     assert "(chosen on dev)" in report and "was chosen on dev" in report and "math500_unlock_heldout" in report
     assert "(chosen on dev)" in (out / "dev" / "report.md").read_text()
+
+
+@pytest.mark.slow
+@requires_data
+def test_select_on_train_head_scores_the_first_train_rows_and_records_the_choice(tiny, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    argv = sweep_argv(tiny, out, cache, "--select-on", "train_head", "--no-baseline")  # --dev-size: 200 by default
+    argv[argv.index("--tasks") + 1] = "gsm8k_unlock,math500_unlock"
+    argv[argv.index("--model_args") + 1] = f"source={tiny['src']},target={tiny['tgt']},cache_dir={cache},n=16"
+    argv[argv.index("--ks") + 1] = "4"
+    assert sweep_main([*argv, "--dev-seed", "1"]) == 2  # nothing is drawn: a seed is refused
+    assert sweep_main(argv) == 0
+
+    def logged(folder: Path, task: str) -> list[str]:
+        docs = {}
+        for file in folder.rglob(f"samples_{task}_2*.jsonl"):
+            docs |= {(s := json.loads(line))["doc_id"]: s["doc"]["question"] for line in file.read_text().splitlines()}
+        return [docs[i] for i in sorted(docs)]
+
+    gsm8k_train = [r["question"] for r in _file_rows("gsm8k/train.jsonl")]
+    assert logged(out / "train_head", "gsm8k_unlock_head") == gsm8k_train[:3]  # --limit 3 of the head
+    assert logged(out / "points", "gsm8k_unlock") == load_benchmark("gsm8k")["test"]["question"][:3]
+    math500 = [r["problem"] for r in _file_rows("math/math500.jsonl")]
+    assert logged(out / "train_head", "math500_unlock_head") == math500[:3]  # no train split: test's head
+    assert logged(out / "points", "math500_unlock") == math500[:3]  # reported on test in full (here: --limit)
+
+    manifest = json.loads((out / "sweep.json").read_text())
+    assert manifest["settings"]["select_on"] == "train_head" and manifest["settings"]["dev_size"] == 200
+    assert "dev_seed" not in manifest["settings"] and manifest["settings"]["dev_excludes_n"] == 16
+    chosen = manifest["chosen"]
+    assert chosen["split"] == "train_head" and chosen["optimistic"] == ["math500_unlock"]
+    assert "the first 200 rows of GSM8K train" in chosen["dev_tasks"][0]
+    assert sorted(r for r in manifest["runs"] if r.startswith("train_head/points/")) == [
+        "train_head/points/n16_k4_alpha0.1", "train_head/points/n16_k4_alpha0.5"
+    ]  # fmt: skip
+    assert [r for r in manifest["runs"] if r.startswith("points/")] == [f"points/{chosen['name']}"]
+    report = (out / "report.md").read_text()
+    assert "(chosen on train head: optimistic)" in report and "was chosen on the train head" in report
+    assert "math500_unlock: no train split" in report and "optimistic" in report
+    assert "(chosen on train head: optimistic)" in (out / "train_head" / "report.md").read_text()
 
 
 def answers(out: Path) -> dict[str, list[str]]:

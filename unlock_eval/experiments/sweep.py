@@ -6,7 +6,8 @@ Each point is an ordinary lm-eval run (`--log_samples`) with its own results fol
 own CLI code (model_adapters.inprocess). Extraction and alignment go through the artifact cache, so a grid costs one
 extraction per n and one subspace decomposition per n (largest k first); the alpha points of one (n, k) share one
 generation pass and the loaded model. `<output>/sweep.json` records the settings and every finished point; a rerun
-skips those.
+skips those. With `--select-on` the grid runs on selection twins of the tasks (experiments.selection) and only the
+chosen point runs on the reported documents.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from unlock_eval.errors import ConfigError
 from unlock_eval.experiments.grid import Grid, Point, build_grid
-from unlock_eval.experiments.selection import SelectionTasks, choose, write_selection_tasks
+from unlock_eval.experiments.selection import MODES, SelectionTasks, choose, write_selection_tasks
 from unlock_eval.model_adapters.inprocess import reuse_model_across_alphas, run_lm_eval, shared_builtin_task_index
 from unlock_eval.reports.html import write_page
 from unlock_eval.reports.runs import file_scores
@@ -32,6 +33,8 @@ OWN_FLAGS = ("--model", "--model_args", "--tasks", "--limit", "--output_path", "
 
 
 EPILOG = "Any other flag (--gen_kwargs, --device, --batch_size, --seed, ...) is passed to every lm-eval run."
+DEV_SIZE = {"dev": 100, "train_head": 200}  # train_head: the reference's NUM_TEST_SAMPLE=200 (sh/*_falcon.sh)
+DEV_SEED = 1234
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,10 +48,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", help="documents per task (lm-eval's --limit), for every run")
     p.add_argument("--output_path", help="sweep folder (default: sweeps/<results name of the first point>)")
     p.add_argument(
-        "--select-on", choices=["dev"], help="choose the point on a dev split, then evaluate only it on test"
+        "--select-on",
+        choices=list(MODES),
+        help="choose the point on selection documents, then evaluate only it on test: dev (a seeded dev slice, "
+        "disjoint from the reported documents) or train_head (the paper's grid search: the first --dev-size rows "
+        "of the train split)",
     )
-    p.add_argument("--dev-size", type=int, default=100, help="documents per dev slice (default 100)")
-    p.add_argument("--dev-seed", type=int, default=1234, help="seed of the dev slices (default 1234)")
+    p.add_argument(
+        "--dev-size",
+        type=int,
+        help=f"documents per selection slice (default {DEV_SIZE['dev']} with dev, {DEV_SIZE['train_head']} with "
+        "train_head)",
+    )
+    p.add_argument("--dev-seed", type=int, help=f"seed of the dev slices (--select-on dev; default {DEV_SEED})")
     p.add_argument("--no-baseline", action="store_true", help="skip the plain target (--model hf), the Δ baseline")
     p.add_argument(
         "--separate-alphas",
@@ -98,9 +110,15 @@ class Sweep:
             if flag.split("=", 1)[0] in OWN_FLAGS:
                 raise ConfigError(f"{flag}: give it once, as a sweep flag")
         if args.select_on and any(f.split("=", 1)[0] == "--include_path" for f in passthrough):
-            raise ConfigError("--include_path: with --select-on dev the sweep passes its own (the dev-split twins)")
-        if args.dev_size < 1:
-            raise ConfigError(f"--dev-size={args.dev_size}: expected an integer >= 1")
+            raise ConfigError(
+                f"--include_path: with --select-on {args.select_on} the sweep passes its own (the selection twins)"
+            )
+        if args.select_on == "train_head" and args.dev_seed is not None:
+            raise ConfigError("--dev-seed: --select-on train_head takes the first rows of train, it draws nothing")
+        dev_size = args.dev_size if args.dev_size is not None else DEV_SIZE.get(args.select_on, DEV_SIZE["dev"])
+        if dev_size < 1:
+            raise ConfigError(f"--dev-size={dev_size}: expected an integer >= 1")
+        self.dev_size, self.dev_seed = dev_size, args.dev_seed if args.dev_seed is not None else DEV_SEED
         self.args, self.passthrough = args, passthrough
         self.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         self.grid: Grid = build_grid(args.model_args, args.alphas, args.ks, args.ns)
@@ -113,8 +131,10 @@ class Sweep:
             "select_on": args.select_on,
             "baseline": not args.no_baseline,
         }
-        if args.select_on:
-            settings.update(dev_size=args.dev_size, dev_seed=args.dev_seed, dev_excludes_n=self.grid.largest_n)
+        if args.select_on == "dev":
+            settings.update(dev_size=self.dev_size, dev_seed=self.dev_seed, dev_excludes_n=self.grid.largest_n)
+        elif args.select_on:
+            settings.update(dev_size=self.dev_size, dev_excludes_n=self.grid.largest_n)
         self.manifest = Manifest(self.out, settings)
         user_cache = _flag_value(passthrough, "--use_cache")
         self.own_cache_flag = user_cache is not None
@@ -236,38 +256,54 @@ class Sweep:
             raise ConfigError(f"--tasks: unknown task(s) {', '.join(unknown)} (`lm_eval ls tasks` lists them)")
 
     def _select_then_test(self) -> int:
-        spec = self.grid.spec
+        spec, mode = self.grid.spec, self.args.select_on
         twins: SelectionTasks = write_selection_tasks(
             self.tasks,
             self.out / "tasks",
-            self.args.dev_size,
-            self.args.dev_seed,
+            self.dev_size,
+            self.dev_seed if mode == "dev" else None,
             spec.extract_from,
             self.grid.largest_n,
             self.task_index,
+            mode,
         )
-        self._baseline("dev/", twins.dev, twins.folder)
-        runs = self._points("dev/", self.grid.points, twins.dev, twins.folder)
+        phase = f"{mode}/"  # dev/ or train_head/: the selection grid's runs and report
+        self._baseline(phase, twins.dev, twins.folder)
+        runs = self._points(phase, self.grid.points, twins.dev, twins.folder)
         chosen_name, ties = choose({name: run["scores"] for name, run in runs.items()})
         chosen = next(p for p in self.grid.points if p.name == chosen_name)
+        on = "dev" if mode == "dev" else f"the first {self.dev_size} train rows"
+        mark = "chosen on dev" if mode == "dev" else "chosen on train head"
+        if twins.optimistic:
+            on = f"{on} ({', '.join(twins.optimistic)}: the first {self.dev_size} test rows)"
+            mark = f"{mark}: optimistic"
         self.manifest.data["chosen"] = {
             "point": chosen.label(),
             "name": chosen.name,
-            "split": "dev",
+            "split": mode,
             "dev_tasks": twins.descriptions,
+            "optimistic": twins.optimistic,
         }
         self.manifest.save()
-        self.log(f"chosen on dev: {chosen.label()}; evaluating it on {', '.join(twins.report)}")
-        dev_note = f"Selection grid on dev ({'; '.join(twins.descriptions)}): not the reported evaluation."
-        self._write_report(self.out / "dev", [dev_note], {chosen.label(): "chosen on dev"})
+        self.log(f"chosen on {on}: {chosen.label()}; evaluating it on {', '.join(twins.report)}")
+        what = "dev" if mode == "dev" else "the train head"
+        how = "" if mode == "dev" else ", as the reference's grid searches choose"
+        dev_note = f"Selection grid on {what} ({'; '.join(twins.descriptions)}): not the reported evaluation."
+        self._write_report(self.out / mode, [dev_note], {chosen.label(): mark})
         self._baseline("", twins.report, twins.folder)
         self._points("", [chosen], twins.report, twins.folder)
-        tie = f" (tied with {ties - 1} other points on dev: the first in run order)" if ties > 1 else ""
+        tie = f" (tied with {ties - 1} other points on {what}: the first in run order)" if ties > 1 else ""
         note = (
-            f"Selection: {chosen.label()} was chosen on dev ({'; '.join(twins.descriptions)}) among "
-            f"{len(self.grid.points)} grid points{tie}, then evaluated once on the documents reported here."
+            f"Selection: {chosen.label()} was chosen on {what} ({'; '.join(twins.descriptions)}) among "
+            f"{len(self.grid.points)} grid points{tie}{how}, then evaluated once on the documents reported here."
         )
-        self._write_report(self.out, [note], {chosen.label(): "chosen on dev"})
+        notes = [note]
+        if twins.optimistic:
+            notes.append(
+                f"{', '.join(twins.optimistic)}: no train split, so the point was chosen on the first "
+                f"{self.dev_size} rows of the test split reported here (as the reference does): optimistic."
+            )
+        self._write_report(self.out, notes, {chosen.label(): mark})
         return 0
 
     def _write_report(self, folder: Path, notes: list[str], marks: dict[str, str]) -> None:
