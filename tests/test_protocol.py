@@ -158,6 +158,7 @@ def test_each_reproduction_command_parses_and_runs_with_tiny_models(tmp_path, lm
             command = re.sub(rf"(?<==){re.escape(hub)}(?=[,\s])", local[hub], command)
         assert "Qwen/" not in command, command
         command = command.replace("n=512", "n=8")  # the grid loops start at k=1
+        command = command.replace("protocol=reference", "protocol=reference,max_new_tokens=4")  # not 4096 here
         sweep = command.startswith("unlock-eval sweep")
         argv = command.split()[2 if sweep else 1 :]
         argv += ["--limit", "2", "--gen_kwargs", "max_gen_toks=4", "--device", "cpu"]
@@ -167,9 +168,16 @@ def test_each_reproduction_command_parses_and_runs_with_tiny_models(tmp_path, lm
         else:
             lm_eval_cli(*argv)
         results = [json.loads(p.read_text()) for p in (tmp_path / f"out{i}").rglob("results_*.json")]
-        if sweep:  # the plain target, then the one grid point left
-            assert len(results) == 2 and (tmp_path / f"out{i}" / "report.md").is_file(), command
-            assert sorted(str(r["config"].get("unlock_eval", {}).get("method")) for r in results) == ["None", "unlock"]
+        if sweep:  # the plain target, then the one grid point left: on the selection rows first when selecting
+            rounds = 2 if "--select-on" in command else 1
+            assert len(results) == 2 * rounds and (tmp_path / f"out{i}" / "report.md").is_file(), command
+            methods = sorted(str(r["config"].get("unlock_eval", {}).get("method")) for r in results)
+            assert methods == ["None"] * rounds + ["unlock"] * rounds
+            records = [r["config"]["unlock_eval"] for r in results if r["config"].get("unlock_eval")]
+            assert all(record["hyperparameters"]["protocol"] == "reference" for record in records), command
+            if "source_locked=" in command:  # the post-training runs' decoding holds for the plain target too
+                plain = [r["config"]["gen_kwargs"] for r in results if not r["config"].get("unlock_eval")]
+                assert all(g["until"] == [] and g["max_gen_toks"] == 4 for g in plain), plain
         else:
             assert len(results) == 1, command
     assert len(commands) == 6

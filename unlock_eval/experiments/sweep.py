@@ -158,8 +158,10 @@ class Sweep:
         include: Path | None,
         label: str,
         extra: list[str] = (),
+        last: list[str] = (),
     ):
-        """One lm-eval run into `<output>/<run_id>`, skipped when the manifest says it finished."""
+        """One lm-eval run into `<output>/<run_id>`, skipped when the manifest says it finished; `last` comes after the
+        user's own lm-eval flags (so it wins where lm-eval merges a repeated flag)."""
         finished = self.manifest.done(run_id)
         if finished is not None:
             self.log(f"{label}: done before, skipped ({finished['results']})")
@@ -171,9 +173,9 @@ class Sweep:
         argv += ["--limit", str(self.args.limit)] if self.args.limit else []
         argv += ["--include_path", str(include)] if include else []
         argv += list(extra)
-        self.log(f"{label}: lm_eval {' '.join(argv)} {' '.join(self.passthrough)}")
+        self.log(f"{label}: lm_eval {' '.join([*argv, *self.passthrough, *last])}")
         t0 = time.perf_counter()
-        run_lm_eval(argv + self.passthrough)
+        run_lm_eval(argv + self.passthrough + list(last))
         results = sorted(folder.rglob("results_*.json"))
         if len(results) != 1:
             raise ConfigError(f"{label}: expected one results file under {folder}, found {len(results)}")
@@ -222,7 +224,12 @@ class Sweep:
             vllm_engine.read_environment_again()
             model, engine = "vllm", {**hf, "enforce_eager": True}
         args = ",".join([f"pretrained={target.pretrained}", *(f"{k}={v}" for k, v in engine.items())])
-        self._run(f"{phase}baseline", model, args, tasks, include, f"{phase}baseline (plain target)")
+        # the points' generation limits (max_new_tokens, stop_strings: the reference protocol's post-training runs)
+        # hold for the plain target too, or the Δ would compare two decodings
+        limits = [f"max_gen_toks={spec.max_new_tokens}"] if spec.max_new_tokens else []
+        limits += ["until=[]"] if spec.stop_strings == "none" else []
+        last = ["--gen_kwargs", *limits] if limits else []
+        self._run(f"{phase}baseline", model, args, tasks, include, f"{phase}baseline (plain target)", last=last)
 
     def run(self) -> int:
         from lm_eval.utils import setup_logging
