@@ -5,6 +5,8 @@ From those records, per task column of a run:
 
 - **strict**: the share of documents answered correctly by a marker rule (``unlock_eval.checker.STRICT_RULES``);
 - **fallback share**: of the correct answers, the share a fallback rule (``last_number``, ``choice``) found;
+- **reference**: the share of documents right when the answer is read the way the paper's official code reads it
+  (the record's ``reference_correct``: ``unlock_eval.checker.reference``), where the records carry it;
 - **chance**: how often the lenient rules hit by luck. Each output's extracted answer is checked against the gold
   of *another* document of the same task: the documents are put in a random order (seed ``CHANCE_SEED + draw``)
   and each takes the gold of the next one in that order (a random cyclic derangement), over ``CHANCE_DRAWS``
@@ -45,7 +47,8 @@ class Chance:
 @dataclass
 class Scoring:
     """Strict accuracy, lenient accuracy (both over the documents with a checker record), the share of correct
-    answers that came from a fallback rule (None without correct answers), per-rule counts, and the chance level."""
+    answers that came from a fallback rule (None without correct answers), per-rule counts, the chance level, and
+    the accuracy under the paper's reading (over the records that carry one; None when none does)."""
 
     n: int
     lenient: float
@@ -53,6 +56,7 @@ class Scoring:
     fallback_share: float | None
     rule_counts: dict[str, int]
     chance: Chance | None = None
+    reference: float | None = None
 
     @property
     def at_chance(self) -> bool | None:
@@ -151,12 +155,14 @@ def scoring(samples: dict[tuple[str, int], dict[str, Any]] | None, chance: bool 
     for _, _, record in rows:
         rule = record["rule"] or "none"
         counts[rule] = counts.get(rule, 0) + 1
+    read = [bool(r["reference_correct"]) for _, _, r in rows if r.get("reference_correct") is not None]
     result = Scoring(
         n=n,
         lenient=len(correct) / n,
         strict=len(strict) / n,
         fallback_share=(len(correct) - len(strict)) / len(correct) if correct else None,
         rule_counts=counts,
+        reference=sum(read) / len(read) if read else None,
     )
     if chance:
         result.chance = chance_level((task, r["answer"], _gold(s, r)) for task, s, r in rows)

@@ -51,10 +51,12 @@ def grid(table: Table, fmt: str) -> tuple[list[str], list[list[str]]]:
     """Headers and text rows: the run's identity, score and Δ per task column, then the extras."""
     hyper = [k for k in HYPER_KEYS if k != "capability" and any(r.hyper.get(k) is not None for r in table.rows)]
     headers = ["method", "source → target", *hyper]
-    checked = set(table.checked_columns)
+    checked, referenced = set(table.checked_columns), set(table.reference_columns)
     for column in table.columns:  # a math task leads with its strict accuracy, then the lenient one and its Δ
         if column in checked:
-            headers += [f"{column} strict", f"{column} lenient", f"Δ {column}", f"{column} chance", "fallback share"]
+            headers += [f"{column} strict", f"{column} lenient", f"Δ {column}"]
+            headers += [f"{column} reference"] if column in referenced else []  # acc_reference, the paper's reading
+            headers += [f"{column} chance", "fallback share"]
         else:
             headers += [column, f"Δ {column}"]
     headers += [f"gen len ({table.length_unit})", *(EXTRA_HEADERS[name] for name in EXTRAS[1:])]
@@ -72,6 +74,8 @@ def grid(table: Table, fmt: str) -> tuple[list[str], list[list[str]]]:
                 row.append(strict)
             row.append(_number(cell, fmt) + (_AT_CHANCE[fmt] if at_chance and cell.value is not None else ""))
             row.append("baseline" if table.baseline.get(i) == i else (format_delta(cell.delta) if cell.delta else ""))
+            if column in referenced:
+                row.append("" if scored is None or scored.reference is None else f"{scored.reference:.3f}")
             if column in checked:
                 row += [chance, fallback]
         digits = {
@@ -119,6 +123,12 @@ def footnotes(table: Table) -> list[str]:
             "share of the correct answers that a fallback rule (last number, bare option letter) found; chance = "
             f"lenient hits of each output against other documents' golds ({CHANCE_DRAWS} fixed-seed draws) "
             "[95% range]; ≈ marks a lenient score not above its chance range"
+        )
+    if table.reference_columns:
+        notes.append(
+            "reference (acc_reference): the accuracy with each answer read the way the paper's official code reads it "
+            "(unlock_eval.checker.reference), judged by the same checker within the reference's 3 s: it differs from "
+            "lenient only in how the answer is read"
         )
     if any((run.record or {}).get("details", {}).get("model_reused") for run in table.rows):
         notes.append("set-up s: blank where a sweep point reused the model an earlier point of its sweep loaded")

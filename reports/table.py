@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,10 +59,16 @@ class Table:
         """The task columns scored by our checker in some row: they get strict, fallback and chance columns."""
         return [c for c in self.columns if any(key[1] == c for key in self.scoring)]
 
+    @property
+    def reference_columns(self) -> list[str]:
+        """The checked columns with the paper's reading (``acc_reference``) in some row: they get a reference column."""
+        referenced = {column for (_, column), s in self.scoring.items() if s.reference is not None}
+        return [c for c in self.checked_columns if c in referenced]
+
     def records(self) -> list[dict[str, Any]]:
         """One flat dict per row (what csv writes; numbers unformatted)."""
         out = []
-        checked = set(self.checked_columns)
+        checked, referenced = set(self.checked_columns), set(self.reference_columns)
         for i, run in enumerate(self.rows):
             record: dict[str, Any] = {"method": run.method, "source": run.source, "target": run.target}
             record["mark"] = self.marks.get(i)
@@ -82,6 +89,9 @@ class Table:
                 )
                 if column in checked:
                     record.update(_scoring_record(column, self.scoring.get((i, column))))
+                if column in referenced:
+                    scored = self.scoring.get((i, column))
+                    record[f"{column}_reference"] = scored and scored.reference
             record.update({name: self.extras[(i, name)].value for name in EXTRAS})
             out.append(record)
         return out
@@ -101,14 +111,15 @@ def _scoring_record(column: str, s: Scoring | None) -> dict[str, Any]:
 
 
 def _task_scoring(task) -> Scoring | None:
-    """A task cell's strict/fallback/chance numbers: from its samples' checker records, else (no samples) from the
-    `acc_strict` metric of our tasks (no chance level then)."""
+    """A task cell's strict/fallback/chance/reference numbers: from its samples' checker records, else (no samples)
+    from the `acc_strict` and `acc_reference` metrics of our tasks (no chance level then)."""
     found = scoring(task.samples)
     if found is not None or task.metric != "acc" or "acc_strict" not in task.metrics:
         return found
     strict = task.metrics["acc_strict"]
     share = (task.value - strict) / task.value if task.value > 0 else None
-    return Scoring(n=0, lenient=task.value, strict=strict, fallback_share=share, rule_counts={})
+    reference = task.metrics.get("acc_reference")
+    return Scoring(n=0, lenient=task.value, strict=strict, fallback_share=share, rule_counts={}, reference=reference)
 
 
 def _scores(run: Run, column: str) -> dict[tuple[str, int], tuple[str, float]] | None:
@@ -216,9 +227,27 @@ def build_table(rows: list[Run], notes: list[str] | None = None, baseline: str |
         if name not in BEHAVIOUR:
             _mark_best(extras, [name], len(rows), higher=name not in LOWER_IS_BETTER)
     unit = "target tokens" if use_tokens else "pieces, tokenizer-free"
-    return Table(
+    table = Table(
         rows, columns, cells, extras, base, unit, list(notes or []), all_lengths, behaviour=behaviours, scoring=scorings
     )
+    _mark_test_extraction(table)
+    return table
+
+
+def _mark_test_extraction(table: Table) -> None:
+    """Flag the rows whose key was extracted from test documents their tasks score (the reference's fallback for
+    test-only data sets, an explicit opt-in: `details.extraction_overlap` of the record)."""
+    for i, run in enumerate(table.rows):
+        overlap = ((run.record or {}).get("details") or {}).get("extraction_overlap")
+        if not overlap:
+            continue
+        leaked = [c for c in run.tasks if re.match(overlap["tasks"], c)]
+        if leaked:
+            table.marks[i] = "key saw test documents"
+            table.notes.append(
+                f"{run.label}: key saw test documents — {overlap['note']} ({', '.join(leaked)}); its score there is "
+                f"not a held-out score (extract_from={overlap['extract_from']}, an opt-in)"
+            )
 
 
 def _mark_best(cells: dict[tuple[int, str], Cell], columns: list[str], n: int, higher: bool) -> None:

@@ -15,6 +15,11 @@ verdict). ``process_results`` turns that dict into the metrics:
   fallbacks included);
 * ``acc_strict``      ``acc`` counted only when a marker rule (``unlock_eval.checker.STRICT_RULES``) found the
   answer, not a fallback (``last_number``; ``choice`` in multiple choice);
+* ``acc_reference``   1 when the answer read the way the paper's official code reads it
+  (``unlock_eval.checker.extract_reference``, for the data set the document names in ``reference_dataset``,
+  which ``process_*`` adds) is judged equal to the gold answer by the same checker, within the reference's 3 s
+  (``REFERENCE_TIMEOUT``): it differs from ``acc`` only in how the answer is read. Documents without
+  ``reference_dataset`` (a task of your own) report no ``acc_reference``;
 * ``rule_<name>``     1 when rule ``<name>`` found the answer (one per ``RULES``; ``rule_choice`` for multiple
   choice): their means are each rule's share of the documents (count = share x documents);
 * ``answer_found``    1 when any extraction rule found an answer (see ``unlock_eval.checker.RULES``);
@@ -34,6 +39,7 @@ import re
 from typing import Any
 
 from unlock_eval.checker import (
+    REFERENCE_TIMEOUT,
     RULES,
     STRICT_RULES,
     Extraction,
@@ -41,8 +47,9 @@ from unlock_eval.checker import (
     check_choice,
     choice_letter,  # noqa: F401 - still importable from here, as before
     extract,
+    extract_reference,
 )
-from unlock_eval.data.benchmarks import MATH_SUBJECTS, load_benchmark
+from unlock_eval.data.benchmarks import MATH_SUBJECTS, agieval_question, load_benchmark
 from unlock_eval.data.prompts import CAPABILITIES, render
 from unlock_eval.errors import ConfigError
 
@@ -92,22 +99,11 @@ def load_agieval_sat_math(unlock_select: dict[str, Any] | None = None, **_: Any)
 # Documents: add the gold answer (and, for AGIEval, the bare question) to the upstream fields
 # --------------------------------------------------------------------------------------------------
 
-_AGIEVAL_ANSWER_LINE = re.compile(r"\nA: (?:The answer is|Among A through [A-G], the answer is)\Z")
-_CHOICE_PREFIX = re.compile(r"^\s*\(([A-G])\)\s*")
-
-
-def agieval_question(query: str) -> str:
-    """The question inside an AGIEval zero-shot ``query``: without the 'Q: ' marker and the final
-    'A: ...' line; a passage (SAT tables) stays in front, on its own line."""
-    m = _AGIEVAL_ANSWER_LINE.search(query)
-    passage, marker, rest = query[: m.start() if m else len(query)].partition("Q: ")
-    if m is None or not marker:
-        raise ConfigError(f"not an AGIEval zero-shot query (expected 'Q: ...\\nA: ...'): {query[-120:]!r}")
-    return f"{passage.strip()}\n{rest}" if passage.strip() else rest
-
-
 # A reference without its marker gets gold_answer "" (one MATH *train* solution has an empty
 # \boxed{}); every test document has one. Scoring a document without a gold answer raises (gold_of).
+
+
+_CHOICE_PREFIX = re.compile(r"^\s*\(([A-G])\)\s*")
 
 
 def _gold_from_gsm8k(doc: dict[str, Any]) -> dict[str, Any]:
@@ -133,24 +129,34 @@ def _agieval_sat_math_fields(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _documents(dataset, fields, reference_dataset: str):
+    """Each document plus ``fields(doc)`` and ``reference_dataset``: the data set whose reading of the paper's
+    official code ``acc_reference`` applies (one of ``unlock_eval.checker.REFERENCE_DATASETS``)."""
+    return dataset.map(lambda doc: {**fields(doc), "reference_dataset": reference_dataset})
+
+
 def process_gsm8k(dataset):
-    return dataset.map(_gold_from_gsm8k)
+    return _documents(dataset, _gold_from_gsm8k, "gsm8k")
+
+
+def process_arith(dataset):
+    return _documents(dataset, _gold_from_gsm8k, "arith")
 
 
 def process_math(dataset):
-    return dataset.map(_gold_from_math)
+    return _documents(dataset, _gold_from_math, "math")
 
 
 def process_math500(dataset):
-    return dataset.map(lambda doc: {"question": doc["problem"], "gold_answer": doc["answer"]})
+    return _documents(dataset, lambda doc: {"question": doc["problem"], "gold_answer": doc["answer"]}, "math500")
 
 
 def process_agieval_math(dataset):
-    return dataset.map(_agieval_math_fields)
+    return _documents(dataset, _agieval_math_fields, "agieval_math")
 
 
 def process_agieval_sat_math(dataset):
-    return dataset.map(_agieval_sat_math_fields)
+    return _documents(dataset, _agieval_sat_math_fields, "agieval_sat_math")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -210,8 +216,9 @@ def gold_of(doc: dict[str, Any]) -> str:
 
 class ScoreRecord(dict):
     """What the ``checker`` filter hands to ``process_results`` and lm-eval logs as ``filtered_resps``:
-    answer, rule, gold, correct, verdict, gen_len_pieces. A dict whose ``str()`` is JSON, because
-    lm-eval writes ``str(filtered_resp)`` into the samples file."""
+    answer, rule, gold, correct, verdict, gen_len_pieces, reference_answer, reference_correct (the paper's reading
+    and its verdict, both None for a document without ``reference_dataset``). A dict whose ``str()`` is JSON,
+    because lm-eval writes ``str(filtered_resp)`` into the samples file."""
 
     def __str__(self) -> str:
         return json.dumps(self, ensure_ascii=False)
@@ -232,7 +239,23 @@ def score_text(text: str, doc: dict[str, Any]) -> ScoreRecord:
         correct=verdict.equal,
         verdict=verdict.reason,
         gen_len_pieces=count_pieces(text),
+        **_reference_reading(text, doc, gold),
     )
+
+
+def _reference_reading(text: str, doc: dict[str, Any], gold: str) -> dict[str, Any]:
+    """``reference_answer`` and ``reference_correct``: the answer the paper's official code reads in ``text`` for the
+    document's ``reference_dataset``, judged as ``acc`` judges ours but within the reference's limit
+    (``REFERENCE_TIMEOUT``); both None when the document names no data set."""
+    dataset = doc.get("reference_dataset")
+    if not dataset:
+        return {"reference_answer": None, "reference_correct": None}
+    answer = extract_reference(text, dataset, gold=gold, choices=doc.get("choices") or ())
+    if "gold_option" in doc:
+        verdict = check_choice(answer, doc["gold_answer"], doc["gold_option"], REFERENCE_TIMEOUT)
+    else:
+        verdict = check(answer, gold, REFERENCE_TIMEOUT)
+    return {"reference_answer": answer, "reference_correct": verdict.equal}
 
 
 # '(D)', 'D)', 'D.', 'D:' or a lone 'D' opening the response (not the article in 'A car ...').
@@ -268,6 +291,7 @@ def score_choice_text(text: str, doc: dict[str, Any]) -> ScoreRecord:
         correct=verdict.equal,
         verdict=verdict.reason,
         gen_len_pieces=count_pieces(text),
+        **_reference_reading(text, doc, letter),
     )
 
 
@@ -298,6 +322,8 @@ def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]
         "answer_found": float(record["answer"] is not None),
         "gen_len_pieces": float(record["gen_len_pieces"]),
     }
+    if record.get("reference_correct") is not None:  # the paper's reading (documents naming a reference_dataset)
+        metrics["acc_reference"] = float(record["reference_correct"])
     metrics.update({f"rule_{name}": float(rule == name) for name in RULES})
     if "gold_option" in doc:  # multiple choice: its letter fallback too
         metrics["rule_choice"] = float(rule == "choice")

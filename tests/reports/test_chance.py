@@ -4,6 +4,7 @@ recomputed here from hand-written samples files."""
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -86,11 +87,12 @@ def test_multiple_choice_chance_uses_the_letter_and_the_option():
     assert record_of(samples[0])["rule"] == "choice"
 
 
-def _write_run(folder: Path, name: str, samples: list[dict]) -> None:
+def _write_run(folder: Path, name: str, samples: list[dict], **metrics: float) -> None:
     folder.mkdir(parents=True)
     acc = sum(s["acc"] for s in samples) / len(samples)
     strict = sum(s["acc_strict"] for s in samples) / len(samples)
     results = {"acc,checker": acc, "acc_stderr,checker": 0.01, "acc_strict,checker": strict}
+    results.update({f"{metric},checker": value for metric, value in metrics.items()})
     stamp = "2026-01-01T00-00-00.000000"
     data = {"config": {"model": "hf", "model_args": f"pretrained={name}"}, "results": {"arith_unlock": results}}
     (folder / f"results_{stamp}.json").write_text(json.dumps({**data, "date": 1.0}))
@@ -101,8 +103,9 @@ def test_report_columns_recomputed_from_the_samples_files(tmp_path):
     _write_run(tmp_path / "counting", "counting-model", counting_run())
     _write_run(tmp_path / "atok", "atok-model", atok_run())
     table = report([tmp_path])
-    assert table.checked_columns == ["arith_unlock"]
+    assert table.checked_columns == ["arith_unlock"] and table.reference_columns == []  # no acc_reference: no column
     records = {r["target"]: r for r in csv.DictReader(io.StringIO(render(table, "csv")))}
+    assert "arith_unlock_reference" not in records["atok-model"]
     for folder in ("counting", "atok"):
         lines = next((tmp_path / folder).glob("samples_*.jsonl")).read_text().splitlines()
         recs = [json.loads(json.loads(line)["filtered_resps"][0]) for line in lines]
@@ -138,3 +141,48 @@ def test_without_samples_strict_comes_from_the_metric(tmp_path):
     table = report([tmp_path])
     s = table.scoring[(0, "arith_unlock")]
     assert (s.lenient, s.strict, s.fallback_share, s.chance, s.at_chance) == (0.25, 0.0, 1.0, None, None)
+
+
+def _read_by_the_paper(samples: list[dict]) -> list[dict]:
+    """The same run with the paper's reading logged too: it gets the first LUCKY documents wrong."""
+    for s in samples:
+        record = json.loads(s["filtered_resps"][0])
+        record.update(reference_answer="x", reference_correct=s["doc_id"] >= LUCKY)
+        s["filtered_resps"] = [json.dumps(record)]
+        s["acc_reference"] = float(record["reference_correct"])
+    return samples
+
+
+def test_the_reference_column_follows_the_lenient_score_and_its_delta(tmp_path):
+    """acc_reference (tasks: the paper's reading) gets a column after the Δ in every format, from the samples'
+    records; a row without it leaves the cell blank; without samples the metric gives it."""
+    _write_run(tmp_path / "counting", "counting-model", counting_run())
+    _write_run(tmp_path / "atok", "atok-model", _read_by_the_paper(atok_run()), acc_reference=0.5)  # samples win
+    table = report([tmp_path])
+    assert table.reference_columns == ["arith_unlock"]
+    records = {r["target"]: r for r in csv.DictReader(io.StringIO(render(table, "csv")))}
+    assert float(records["atok-model"]["arith_unlock_reference"]) == pytest.approx(1 - LUCKY / N)
+    assert records["counting-model"]["arith_unlock_reference"] == ""
+    md = render(table, "md")
+    header = next(line for line in md.splitlines() if "arith_unlock strict" in line)
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    at = cells.index("arith_unlock strict")
+    assert cells[at : at + 6] == [
+        "arith_unlock strict",
+        "arith_unlock lenient",
+        "Δ arith_unlock",
+        "arith_unlock reference",
+        "arith_unlock chance",
+        "fallback share",
+    ]
+    for line, expected in (("atok-model", "0.750"), ("counting-model", "")):
+        row = [c.strip() for c in next(x for x in md.splitlines() if line in x).strip("|").split("|")]
+        assert row[at + 3] == expected, row
+    assert "reference (acc_reference)" in md
+    page = render(table, "html")
+    assert re.search(r"<th>arith_unlock reference\s*</th>", page) and "0.750" in page
+    assert "arith_unlock reference" in render(table, "latex").replace("\\_", "_")
+    next((tmp_path / "atok").glob("samples_*.jsonl")).unlink()
+    again = report([tmp_path])
+    atok = next(i for i, run in enumerate(again.rows) if run.target == "atok-model")
+    assert again.scoring[(atok, "arith_unlock")].reference == 0.5

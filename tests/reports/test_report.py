@@ -178,6 +178,24 @@ def test_every_format_carries_the_same_numbers(world):
     assert "<table" in page and "native_steering" in page and "http://" not in page and "https://" not in page
 
 
+def test_a_key_extracted_from_scored_test_documents_is_flagged(world, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(world["out"], out)
+    steered = [p for p in out.rglob("results_*.json") if json.loads(p.read_text())["config"].get("unlock_eval")]
+    results = json.loads(steered[0].read_text())  # what extract_from=agieval_math_test records, aimed at this task
+    results["config"]["unlock_eval"]["details"]["extraction_overlap"] = {
+        "extract_from": "tiny_plant_test", "tasks": r"tiny_plant(_|$)",
+        "note": "the key was extracted from the last n=8 test documents of tiny_plant, which its tasks score",
+    }  # fmt: skip
+    steered[0].write_text(json.dumps(results))
+    table = report([out])
+    flagged = [i for i, mark in table.marks.items() if mark == "key saw test documents"]
+    assert len(flagged) == 1 and table.rows[flagged[0]].tasks.keys() == {"tiny_plant"}
+    md = render(table, "md")
+    assert "(key saw test documents)" in md and "not a held-out score (extract_from=tiny_plant_test" in md
+    assert len(report([world["out"]]).marks) == 0  # no record carries an overlap: nothing flagged
+
+
 def test_cli_writes_html_with_plots_and_merges_reruns(world, tmp_path, capsys, caplog):
     from unlock_eval.cli import main
 

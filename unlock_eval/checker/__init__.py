@@ -32,6 +32,10 @@ The public API, re-exported from its modules, one job each:
 Multiple choice (:mod:`.choice`): :func:`choice_letter` and :func:`check_choice` (letter, else the option's
 value).
 
+The paper's reading (:mod:`.reference`): :func:`extract_reference` reads the answer the way the paper's official code
+does, per data set (:data:`REFERENCE_DATASETS`), for the tasks' ``acc_reference``, judged by :func:`check` within
+:data:`REFERENCE_TIMEOUT` (the reference's 3 s); :func:`reference_strip` is its clean-up of an answer.
+
 Only stdlib, sympy, math_verify and latex2sympy2_extended are used, and the heavy ones only inside
 the worker: importing this package is cheap. It never imports lm_eval, tasks or adapters.
 """
@@ -39,6 +43,8 @@ the worker: importing this package is cheap. It never imports lm_eval, tasks or 
 from unlock_eval.checker.choice import check_choice, choice_letter
 from unlock_eval.checker.equivalence import normalize
 from unlock_eval.checker.extract import RULES, STRICT_RULES, Extraction, extract, extract_answer
+from unlock_eval.checker.reference import DATASETS as REFERENCE_DATASETS
+from unlock_eval.checker.reference import REFERENCE_TIMEOUT, extract_reference, reference_strip
 from unlock_eval.checker.worker import (
     DEFAULT_TIMEOUT,
     MAX_ANSWER_CHARS,
@@ -56,6 +62,8 @@ __all__ = [
     "RULES",
     "STRICT_RULES",
     "REASONS",
+    "REFERENCE_DATASETS",
+    "REFERENCE_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "MAX_ANSWER_CHARS",
     "WORKER_MEMORY_LIMIT_BYTES",
@@ -65,6 +73,8 @@ __all__ = [
     "Checker",
     "extract",
     "extract_answer",
+    "extract_reference",
+    "reference_strip",
     "normalize",
     "check",
     "check_choice",

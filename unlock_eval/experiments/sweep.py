@@ -324,7 +324,7 @@ class Sweep:
         for i, run in enumerate(table.rows):
             label = _point_label(run.hyper)
             if label in marks:
-                table.marks[i] = marks[label]
+                table.marks[i] = "; ".join(filter(None, [table.marks.get(i), marks[label]]))
         write_page(folder / "report.md", render(table, "md"))
         write_page(folder / "report.html", render(table, "html", report_figures(table), title="unlock-eval sweep"))
         print(render(table, "md"))
