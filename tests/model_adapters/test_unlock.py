@@ -11,6 +11,8 @@ import pytest
 from unlock_eval.data.prompts import CAPABILITIES
 from unlock_eval.errors import ConfigError
 
+from conftest import requires_data
+
 
 @pytest.fixture
 def world(tiny_world):
@@ -497,3 +499,20 @@ def test_dtype_auto_is_the_checkpoints_own_and_every_stage_is_recorded(world, tm
         "alignment": {world["src"]: "float32", str(bf16): "float32"},
     }
     assert lm.run_record.to_dict()["details"]["extraction_overlap"] is None
+
+
+@requires_data
+def test_extracting_from_test_documents_is_recorded_and_warned(world, tmp_path, caplog):
+    from lm_eval.api.instance import Instance
+
+    lm = make_lm(world, tmp_path, extract_from="agieval_math_test")
+    overlap = lm.run_record.to_dict()["details"]["extraction_overlap"]
+    assert overlap["extract_from"] == "agieval_math_test" and overlap["split"] == "test"
+    assert "last n=8 test documents of agieval_math" in overlap["note"]
+    gen = {"until": ["\n"], "max_gen_toks": 2, "do_sample": False}
+    reqs = [Instance("generate_until", {}, ("Q: hi\nA:", gen), 0, ("agieval_math_cot_unlock", 0, 1))]
+    with caplog.at_level("WARNING", logger="lm_eval.models.unlock"):
+        lm.generate_until(reqs)
+    assert any("takes the key's prompts from the test documents that agieval_math_cot_unlock score" in r.message
+               for r in caplog.records)  # fmt: skip
+    assert make_lm(world, tmp_path).run_record.to_dict()["details"]["extraction_overlap"] is None
