@@ -10,7 +10,7 @@ from tabulate import tabulate
 from unlock_eval.reports.behaviour import NGRAM
 from unlock_eval.reports.chance import CHANCE_DRAWS, Scoring
 from unlock_eval.reports.degeneration import DEGENERATE_LEGEND, STEPS_LEGEND
-from unlock_eval.reports.runs import HYPER_KEYS
+from unlock_eval.reports.runs import HYPER_KEYS, VARYING_KEYS
 from unlock_eval.reports.stats import LEGEND, format_delta
 from unlock_eval.reports.table import EXTRAS, Cell, Table
 
@@ -50,6 +50,7 @@ def _number(cell: Cell, fmt: str, digits: int | None = 3) -> str:
 def grid(table: Table, fmt: str) -> tuple[list[str], list[list[str]]]:
     """Headers and text rows: the run's identity, score and Δ per task column, then the extras."""
     hyper = [k for k in HYPER_KEYS if k != "capability" and any(r.hyper.get(k) is not None for r in table.rows)]
+    hyper = [k for k in hyper if k not in VARYING_KEYS or len({r.hyper.get(k) for r in table.rows}) > 1]
     headers = ["method", "source → target", *hyper]
     checked, referenced = set(table.checked_columns), set(table.reference_columns)
     for column in table.columns:  # a math task leads with its strict accuracy, then the lenient one and its Δ

@@ -13,7 +13,9 @@ from unlock_eval.method import RECORD_KEY, method_of
 
 logger = logging.getLogger("unlock_eval.reports")
 METRIC_PREFERENCE = ("acc", "exact_match", "acc_norm")  # the column's score: the first one a task reports
-HYPER_KEYS = ("alpha", "k", "n", "aggregator", "mode", "layers", "lam", "capability")
+HYPER_KEYS = ("alpha", "k", "n", "aggregator", "mode", "layers", "lam", "capability", "protocol", "dtype")
+# shown as columns only where the rows differ in them (each row's identity always includes them)
+VARYING_KEYS = ("protocol", "dtype")
 
 
 @dataclass
@@ -99,16 +101,51 @@ def _identity(config: dict[str, Any]) -> tuple[str | None, str, dict[str, Any]]:
     record = config.get(RECORD_KEY)
     if isinstance(record, dict):
         models = record.get("models", {})
-        hyper = record.get("hyperparameters", {})
+        hyper = dict(record.get("hyperparameters", {}))
+        if hyper.get("protocol") == "unlock-eval":
+            del hyper["protocol"]  # the default says nothing
+        dtype = ((record.get("details") or {}).get("dtypes") or {}).get("evaluation")
         return (
             models.get("source", {}).get("spec"),
             models.get("target", {}).get("spec", "?"),
-            {k: hyper[k] for k in HYPER_KEYS if k in hyper},
+            {k: v for k, v in {**hyper, "dtype": dtype}.items() if k in HYPER_KEYS and v is not None},
         )
     args = config.get("model_args") or {}
     if isinstance(args, str):
         args = dict(kv.split("=", 1) for kv in args.split(",") if "=" in kv)
-    return None, _model_name(str(args.get("pretrained", config.get("model", "?")))), {}
+    pretrained = str(args.get("pretrained", config.get("model", "?")))
+    return None, _model_name(pretrained), _engine_dtype(args.get("dtype"), pretrained)
+
+
+def _engine_dtype(dtype: Any, pretrained: str) -> dict[str, str]:
+    """An lm-eval `hf`/`vllm` run's evaluation dtype as our records name it: canonical, with `auto` (or none given)
+    read from the checkpoint's config when it is on this machine (a local folder, the Hub cache); empty when it
+    cannot be told offline."""
+    from unlock_eval.models import DTYPE_ALIASES, checkpoint_dtype, resolve_model
+
+    name = DTYPE_ALIASES.get(str(dtype).replace("torch.", ""), None) if dtype not in (None, "") else "auto"
+    if name == "auto":
+        try:
+            name = checkpoint_dtype(resolve_model(pretrained, convert=False)) if Path(pretrained).is_dir() else None
+        except Exception:  # noqa: BLE001 - a folder that is gone or unreadable: the dtype is unknown
+            name = None
+        name = name or _cached_hub_dtype(pretrained)
+    return {} if name in (None, "auto") else {"dtype": name}
+
+
+def _cached_hub_dtype(repo_id: str) -> str | None:
+    """`auto` for a hub id, read from its config.json in the local Hub cache (never downloaded)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from unlock_eval.models import DTYPE_ALIASES
+
+    try:
+        path = try_to_load_from_cache(repo_id, "config.json")
+        config = json.loads(Path(path).read_text()) if isinstance(path, str) else {}
+    except Exception:  # noqa: BLE001 - not a hub id, or no cached config: unknown
+        return None
+    named = config.get("dtype") or config.get("torch_dtype")
+    return DTYPE_ALIASES.get(str(named), "float32") if named else "float32"
 
 
 def _model_name(pretrained: str) -> str:

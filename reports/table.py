@@ -152,8 +152,13 @@ def _pick_baseline(rows: list[Run], chosen: str | None) -> dict[int, int | None]
             raise ConfigError(f"--baseline {chosen!r} matches {len(matches)} rows; rows are: {labels}")
         return dict.fromkeys(range(len(rows)), matches[0])
     plain = [i for i, run in enumerate(rows) if run.method == "plain"]
-    same_target = {rows[i].target: i for i in plain}
-    return {i: same_target.get(run.target, plain[0] if plain else None) for i, run in enumerate(rows)}
+
+    def base(run: Run) -> int | None:  # the plain target, at the run's dtype when there are several
+        same_target = [i for i in plain if rows[i].target == run.target]
+        same_dtype = [i for i in same_target if rows[i].hyper.get("dtype") == run.hyper.get("dtype")]
+        return (same_dtype or same_target[-1:] or plain[:1] or [None])[0]
+
+    return {i: base(run) for i, run in enumerate(rows)}
 
 
 def _generated_lengths(run: Run, tokenizer) -> list[float]:

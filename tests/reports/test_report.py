@@ -196,6 +196,21 @@ def test_a_key_extracted_from_scored_test_documents_is_flagged(world, tmp_path):
     assert len(report([world["out"]]).marks) == 0  # no record carries an overlap: nothing flagged
 
 
+def test_runs_at_another_dtype_are_rows_of_their_own_with_their_own_baseline(world, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(world["out"], out)
+    tasks = world["root"] / "tasks"
+    lm_eval("--model", "hf", "--model_args", f"pretrained={world['model']},dtype=bfloat16", "--tasks", "tiny_plant",
+            "--include_path", tasks, "--output_path", out / "bf16")  # fmt: skip
+    table = report([out])
+    plain = {table.rows[i].hyper.get("dtype"): i for i, run in enumerate(table.rows) if run.method == "plain"}
+    assert set(plain) == {"float32", "bfloat16"}  # `auto` read from the checkpoint's config: float32
+    steered = [i for i, run in enumerate(table.rows) if run.method == "native_steering"]
+    assert steered and all(table.baseline[i] == plain["float32"] for i in steered)  # the same precision
+    assert "| dtype" in render(table, "md")
+    assert "| dtype" not in render(report([world["out"]]), "md")  # one precision: no column
+
+
 def test_cli_writes_html_with_plots_and_merges_reruns(world, tmp_path, capsys, caplog):
     from unlock_eval.cli import main
 
