@@ -180,4 +180,6 @@ def test_each_reproduction_command_parses_and_runs_with_tiny_models(tmp_path, lm
                 assert all(g["until"] == [] and g["max_gen_toks"] == 4 for g in plain), plain
         else:
             assert len(results) == 1, command
+            if "until=[]" in command:  # the post-training plain baselines decode without stop strings
+                assert results[0]["config"]["gen_kwargs"]["until"] == [], command
     assert len(commands) == 6
