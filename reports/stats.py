@@ -15,8 +15,10 @@ _CHUNK_ELEMENTS = 4_000_000  # bound on resampled indices held in memory at once
 LEGEND = (
     "Δ = mean(run) − mean(baseline) [95% interval]: percentile bootstrap over documents "
     f"(fixed seed, {DEFAULT_RESAMPLES} resamples, never fewer than {MIN_RESAMPLES}). "
-    "* = the interval excludes 0. † = unpaired: the runs share no document list, so each run is resampled "
-    "independently. p-values (paired 0/1 scores only) are exact McNemar tests on the discordant documents."
+    "* = the interval excludes 0. † = unpaired, the two runs cannot be matched document by document: where either "
+    "lacks logged samples (--log_samples), a normal interval from lm-eval's standard errors; where both have samples "
+    "of different documents, each run resampled independently. p-values (paired 0/1 scores only) are exact McNemar "
+    "tests on the discordant documents."
 )
 
 

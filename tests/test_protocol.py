@@ -183,3 +183,16 @@ def test_each_reproduction_command_parses_and_runs_with_tiny_models(tmp_path, lm
             if "until=[]" in command:  # the post-training plain baselines decode without stop strings
                 assert results[0]["config"]["gen_kwargs"]["until"] == [], command
     assert len(commands) == 6
+
+
+def test_capture_progress_names_the_template_and_the_dtype(tiny_world, tmp_path, capsys):
+    from unlock_eval.cache import ArtifactCache
+    from unlock_eval.data.prompts import load_questions, template_label
+    from unlock_eval.methods.unlock.extractor import Extractor
+
+    cot = CAPABILITIES["cot"]
+    assert template_label(cot.unlocked_template) == "cot unlocked template"
+    assert template_label("Q: {question}\nA:").startswith("template ") and len(template_label("x {question}")) == 17
+    ex = Extractor(ArtifactCache(tmp_path), dtype="auto", progress=True)
+    ex.states(tiny_world["src"], cot.locked_template, load_questions(tiny_world["questions"], 4))
+    assert f"capture {tiny_world['src']} (cot locked template, float32)" in capsys.readouterr().err

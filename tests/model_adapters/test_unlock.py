@@ -436,9 +436,11 @@ def test_results_record_diagnostics_and_layers_aligned_steers_the_passing_layers
     diag = lm.run_record.details["diagnostics"]
     assert len(diag["layers"]) == 3 and "held-out R²" in diag["verdict"]
     assert diag["layers"][0]["cos"] is None  # the target's unlocked states were never captured: no native key yet
+    assert "model-induced" not in diag["verdict"] and "the target's own key was not captured" in diag["verdict"]
     assert lm.run_record.details["layers_resolved"] == "all"
 
     aligned = make_lm(world, tmp_path, source=twin, k=2, layers="aligned")
+    assert aligned.run_record.details["extraction_forward_passes"] > 0  # it captured the target's own key
     rows = aligned.run_record.details["diagnostics"]["layers"]
     assert all(r["heldout_r2_k"] > 0.9 and r["sign"] == "agrees" for r in rows)  # a near-copy maps near-exactly
     assert aligned.run_record.details["layers_resolved"] == [0, 1, 2] == aligned.steering.layers
@@ -516,3 +518,25 @@ def test_extracting_from_test_documents_is_recorded_and_warned(world, tmp_path, 
     assert any("takes the key's prompts from the test documents that agieval_math_cot_unlock score" in r.message
                for r in caplog.records)  # fmt: skip
     assert make_lm(world, tmp_path).run_record.to_dict()["details"]["extraction_overlap"] is None
+
+
+def test_lm_evals_chat_guess_is_about_the_target_not_an_instruct_source(world, tmp_path, caplog):
+    import logging
+
+    import lm_eval.evaluator  # noqa: F401 - the start-up hook filters its logger once it is imported
+
+    from unlock_eval.methods.unlock.spec import UnlockSpec
+    from unlock_eval.model_adapters.arguments import parse_model_args
+
+    with caplog.at_level("WARNING"):
+        logging.getLogger("lm_eval.evaluator").warning("pretrained=None appears to be an instruct or chat variant")
+        logging.getLogger("lm_eval.evaluator").warning("pretrained=my-chat-model appears to be an instruct variant")
+        parse_model_args(UnlockSpec, "unlock", unlock_args(world, tmp_path, source="smollm2-135m-instruct"))
+        parse_model_args(UnlockSpec, "unlock", unlock_args(world, tmp_path, target="org/some-chat-model"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert not any(line.startswith("pretrained=None") for line in lines)  # ours take target=, not pretrained=
+    assert any(line.startswith("pretrained=my-chat-model") for line in lines)  # lm-eval's own models keep it
+    assert [line for line in lines if line.startswith("target=")] == [
+        "target=org/some-chat-model appears to be an instruct or chat variant: the unlock tasks send the bare prompt; "
+        "pass --apply_chat_template to lm_eval if the target needs its chat template"
+    ]

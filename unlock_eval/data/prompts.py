@@ -84,6 +84,17 @@ DEFAULT_N = 64
 TEXT_FIELDS = ("question", "problem")
 
 
+def template_label(template: str) -> str:
+    """A short name for a template in progress lines: its preset and side (`cot unlocked`), else a hash."""
+    import hashlib
+
+    for name, preset in CAPABILITIES.items():
+        for side in ("locked", "unlocked"):
+            if getattr(preset, f"{side}_template") == template:
+                return f"{name} {side} template"
+    return f"template {hashlib.sha256(template.encode()).hexdigest()[:8]}"
+
+
 def render(template: str, question: str) -> str:
     """Fill the `{question}` slot (plain replacement: questions may contain LaTeX braces)."""
     return template.replace("{question}", question)

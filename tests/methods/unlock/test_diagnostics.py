@@ -61,7 +61,18 @@ def test_model_induced_has_no_native_key_and_uses_r2_only():
     pair.target_unlocked = None
     rows = diagnose_states(pair, k=R)
     assert all(r.cos is None and r.sign == "n/a" and r.aligned for r in rows)
-    assert "signs not checked" in verdict(rows)
+    assert "no native key (model-induced): signs not checked" in verdict(rows)
+    assert verdict(rows).endswith("layers=aligned would steer 0–3")
+
+
+def test_a_prompt_induced_run_without_the_targets_own_key_says_so():
+    pair = planted(flip={1})
+    unchecked = diagnose_states(PairStates(pair.source_locked, pair.source_unlocked, pair.target_locked, None), k=R)
+    line = verdict(unchecked, model_induced=False)
+    assert "model-induced" not in line and "the target's own key was not captured in this run" in line
+    assert line.endswith("layers=aligned would check the signs first, then steer at most 0–3")
+    checked = diagnose_states(pair, k=R)  # what layers=aligned sees once it captured the native key
+    assert verdict(checked, model_induced=False).endswith("layers=aligned would steer 0, 2–3")
 
 
 def test_heldout_r2_is_out_of_sample():

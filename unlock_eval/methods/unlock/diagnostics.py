@@ -71,20 +71,27 @@ def layer_ranges(layers: list[int]) -> str:
     return ", ".join(parts)
 
 
-def verdict(rows: list[LayerDiagnostics]) -> str:
-    """One line that restates the numbers: where the transferred key agrees or opposes, and where the map predicts."""
+def verdict(rows: list[LayerDiagnostics], model_induced: bool = True) -> str:
+    """One line that restates the numbers: where the transferred key agrees or opposes, and where the map predicts.
+    Without signs, `model_induced` says why: two checkpoints have no native key; a prompt-induced run that did not
+    capture the target's own key has one, unchecked (layers=aligned captures it and also checks the signs)."""
     parts = []
-    if any(r.sign != "n/a" for r in rows):
+    signs = any(r.sign != "n/a" for r in rows)
+    if signs:
         for sign, word in (("agrees", "agrees with"), ("opposes", "opposes")):
             layers = [r.target_layer for r in rows if r.sign == sign]
             parts.append(f"{word} the native key in layers {layer_ranges(layers)}" if layers else f"{word} it nowhere")
         text = "transferred key " + ", ".join(parts)
-    else:
+    elif model_induced:
         text = "no native key (model-induced): signs not checked"
+    else:
+        text = "the target's own key was not captured in this run: signs not checked"
     good = [r.target_layer for r in rows if r.heldout_r2_k > ALIGNED_R2]
     text += f"; held-out R² > {ALIGNED_R2:g} in layers {layer_ranges(good) or 'none'}"
-    aligned = [r.target_layer for r in rows if r.aligned]
-    return text + f"; layers=aligned would steer {layer_ranges(aligned) or 'no layer'}"
+    aligned = layer_ranges([r.target_layer for r in rows if r.aligned]) or "no layer"
+    if not signs and not model_induced:  # layers=aligned would capture the native key and drop the opposing layers
+        return text + f"; layers=aligned would check the signs first, then steer at most {aligned}"
+    return text + f"; layers=aligned would steer {aligned}"
 
 
 @dataclass
@@ -178,10 +185,11 @@ class Diagnosis:
     forward_passes: int = 0
     pca_sign_flipped_layers: list[int] | None = None  # aggregator=pca: source layers where the SVD's sign is flipped
     source_num_layers: int = 0
+    model_induced: bool = False
 
     @property
     def verdict(self) -> str:
-        return verdict(self.rows)
+        return verdict(self.rows, self.model_induced)
 
     def to_json(self) -> dict:
         def rows(values):
@@ -254,4 +262,5 @@ def run_diagnosis(
         forward_passes=extractor.forward_passes,
         pca_sign_flipped_layers=flipped,
         source_num_layers=pair.source_locked.shape[0],
+        model_induced=spec.model_induced,
     )

@@ -11,7 +11,7 @@ import torch
 
 from unlock_eval.cache import ArtifactCache, fingerprint, tensors_checksum
 from unlock_eval.capture import capture_final_states
-from unlock_eval.data.prompts import render
+from unlock_eval.data.prompts import render, template_label
 from unlock_eval.methods.unlock import artifact_keys
 from unlock_eval.methods.unlock.align import SubspaceMap, resolve_layer_map
 from unlock_eval.methods.unlock.bases import Bases
@@ -127,7 +127,7 @@ class Extractor:
                 layers_path=layers_path,
                 layers_arg=layers_arg,
                 progress=self.progress,
-                desc=f"capture {spec}",
+                desc=f"capture {spec} ({template_label(template)}, {parts['dtype']})",
                 counter=self.counter,
             )
             return {"states": states}, {"artifact": "states", "model_spec": spec, **parts}

@@ -62,9 +62,14 @@ class SteeringSetup:
         if isinstance(spec.layers, list) and model is None:
             layer_indices(spec.layers, art.target_key.num_layers, "the target")
         identities = {m: extractor.identity(m) for m in dict.fromkeys([spec.target, spec.source, spec.source_locked])}
-        layers = _aligned_layers(diagnostics, art.native) if spec.layers == "aligned" else spec.layers
+        layers = (
+            _aligned_layers(diagnostics, art.native, spec.model_induced) if spec.layers == "aligned" else spec.layers
+        )
         dtypes = stage_dtypes(extractor, spec, art.native)
-        return cls(spec, art, diagnostics, layers, identities, art.forward_passes, art.decompositions, dtypes)
+        # the diagnostics may capture more (the target's own key for layers=aligned): count every pass of this start
+        passes, decompositions = extractor.forward_passes, extractor.decompositions
+        art.models_loaded = list(extractor.loaded)
+        return cls(spec, art, diagnostics, layers, identities, passes, decompositions, dtypes)
 
     def with_alpha(self, alpha: float, share_alphas: list[float] | None) -> SteeringSetup:
         """The same key and layers at another alpha (a sweep's next point): typed values its grid validated with the
@@ -129,7 +134,10 @@ class SteeringSetup:
                 "pca_sign_flipped_layers": art.source_key.metadata.get("pca_sign_flipped_layers"),
                 "diagnostics": None
                 if diagnostics is None
-                else {"verdict": verdict(diagnostics), "layers": [row.as_dict() for row in diagnostics]},
+                else {
+                    "verdict": verdict(diagnostics, spec.model_induced),
+                    "layers": [row.as_dict() for row in diagnostics],
+                },
                 "models_loaded_for_extraction": list(art.models_loaded),
             },
         )
@@ -165,7 +173,7 @@ def _diagnose(extractor: Extractor, spec: UnlockSpec, questions: list[str], nati
     return cached_diagnostics(extractor, spec, questions, native=own_key)
 
 
-def _aligned_layers(diagnostics: list | None, native: bool) -> list[int]:
+def _aligned_layers(diagnostics: list | None, native: bool, model_induced: bool) -> list[int]:
     """layers=aligned: the target layers whose transferred key passes the diagnostics."""
     if native:
         raise ConfigError("layers=aligned: the source is the target itself here (native steering), so no key "
@@ -173,7 +181,7 @@ def _aligned_layers(diagnostics: list | None, native: bool) -> list[int]:
     layers = [row.target_layer for row in diagnostics if row.aligned]
     if not layers:
         raise ConfigError(
-            f"layers=aligned: no target layer passes ({verdict(diagnostics)}); steer all layers or a "
+            f"layers=aligned: no target layer passes ({verdict(diagnostics, model_induced)}); steer all layers or a "
             "list, or raise n or change k (`unlock-eval diagnose` shows the numbers)"
         )
     return layers
