@@ -103,10 +103,33 @@ def _with_our_tasks(original_init):
     return __init__
 
 
+def _embedded_pretrained(original_init):
+    """lm-eval's own `hf`/`vllm` model with `pretrained=<an embedded model name>` (gemma3-270m, ...) loads that model's
+    converted copy from our cache, so the plain baseline of the embedded target is one lm-eval command."""
+
+    def __init__(self, *args, **kwargs):
+        pretrained = kwargs.get("pretrained")
+        if isinstance(pretrained, str):
+            from pathlib import Path
+
+            from unlock_eval.models import EMBEDDED_MODELS, resolve_model
+
+            if pretrained.strip() in EMBEDDED_MODELS and not Path(pretrained).exists():
+                kwargs["pretrained"] = resolve_model(pretrained.strip()).pretrained
+        original_init(self, *args, **kwargs)
+
+    return __init__
+
+
+def _patch_hf(module):
+    _patch_once(module.HFLM, "__init__", _embedded_pretrained)
+
+
 def _adapt_vllm(module):
     from unlock_eval.model_adapters import vllm_cpu
 
     vllm_cpu.adapt(module)
+    _patch_once(module.VLLM, "__init__", _embedded_pretrained)
 
 
 def _around_vllm():
@@ -132,6 +155,7 @@ def _quiet_pretrained_none(module):
 _CALLBACKS = {
     "lm_eval.models": _register_models,
     "lm_eval.evaluator": _quiet_pretrained_none,
+    "lm_eval.models.huggingface": _patch_hf,  # pretrained=<embedded name> for lm-eval's own hf model
     "lm_eval.tasks.manager": _patch_task_manager,
     "lm_eval.loggers.evaluation_tracker": _patch_tracker,
     "lm_eval.models.vllm_causallms": _adapt_vllm,  # `lm_eval --model vllm` with vLLM's CPU build (vllm-cpu)

@@ -82,19 +82,50 @@ def main_metric(results: dict[str, Any]) -> tuple[str, float, float | None, dict
     return None
 
 
-def _samples(folder: Path, tasks: list[str], stamp: str, column: str) -> dict[tuple[str, int], dict[str, Any]] | None:
+def _samples(
+    folder: Path, tasks: list[str], stamp: str, column: str, read: dict[Path, list | None]
+) -> dict[tuple[str, int], dict[str, Any]] | None:
     """The logged samples of these tasks (a group: its subtasks), keyed by (task, doc_id), a single task under its
-    column's name (a prompted twin pairs with its locked task's documents); None if any is missing."""
+    column's name (a prompted twin pairs with its locked task's documents); None if any is missing or broken (a
+    broken one is skipped with one warning naming it: the cells then read unpaired, as without samples). `read`
+    holds the files read so far (a group and its subtasks share files: each is read, and warned of, once)."""
     found = {}
     for task in tasks:
         file = folder / f"samples_{task}_{stamp}.jsonl"
         if not file.is_file():
             return None
-        for line in file.read_text().splitlines():
-            if line.strip():
-                sample = json.loads(line)
-                found[(column if tasks == [task] else task, int(sample["doc_id"]))] = sample
+        if file not in read:
+            read[file] = _read_samples(file)
+        if read[file] is None:
+            return None
+        found.update({(column if tasks == [task] else task, doc_id): sample for doc_id, sample in read[file]})
     return found
+
+
+def _read_samples(file: Path) -> list[tuple[int, dict[str, Any]]] | None:
+    """(doc_id, sample) of every line of a samples_*.jsonl file; None, with one warning naming it, when the file is
+    truncated or not lm-eval's."""
+    try:
+        return _parse_samples(file)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("report: skipping %s: not an lm-eval samples file (%s); its cells read unpaired", file, exc)
+        return None
+
+
+def _parse_samples(file: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The lines of a samples file; raises, naming the line, on one that is not a sample."""
+    samples = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            sample = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"line {number} is not JSON: {exc.msg} (truncated?)") from None
+        if not isinstance(sample, dict) or "doc_id" not in sample:
+            raise ValueError(f"line {number} is not a sample (a JSON object with a doc_id)")
+        samples.append((int(sample["doc_id"]), sample))
+    return samples
 
 
 def _identity(config: dict[str, Any]) -> tuple[str | None, str, dict[str, Any]]:
@@ -121,9 +152,11 @@ def _engine_dtype(dtype: Any, pretrained: str) -> dict[str, str]:
     """An lm-eval `hf`/`vllm` run's evaluation dtype as our records name it: canonical, with `auto` (or none given)
     read from the checkpoint's config when it is on this machine (a local folder, the Hub cache); empty when it
     cannot be told offline."""
-    from unlock_eval.models import DTYPE_ALIASES, checkpoint_dtype, resolve_model
+    from unlock_eval.models import DTYPE_ALIASES, EMBEDDED_MODELS, checkpoint_dtype, resolve_model
 
     name = DTYPE_ALIASES.get(str(dtype).replace("torch.", ""), None) if dtype not in (None, "") else "auto"
+    if name == "auto" and pretrained in EMBEDDED_MODELS:
+        name = "float32"  # `pretrained=gemma3-270m`: its converted copy, float32
     if name == "auto":
         try:
             name = checkpoint_dtype(resolve_model(pretrained, convert=False)) if Path(pretrained).is_dir() else None
@@ -160,14 +193,28 @@ def _model_name(pretrained: str) -> str:
     return next((name for name, info in EMBEDDED_MODELS.items() if info.file == gguf), gguf or pretrained)
 
 
+def _read_results(file: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, Any]]]:
+    """A results_*.json file's data, config and per-task results; raises on a truncated or foreign file."""
+    data = json.loads(file.read_text(encoding="utf-8"))
+    config, results = data["config"], data["results"]
+    parts = (config, results, *(data.get(key) or {} for key in ("groups", "configs", "group_subtasks")))
+    if not all(isinstance(part, dict) for part in parts):
+        raise TypeError("config, results, groups, configs and group_subtasks must be JSON objects")
+    tasks = {**(data.get("groups") or {}), **results}
+    if not all(isinstance(values, dict) for values in tasks.values()):
+        raise TypeError("each task's results must be a JSON object")
+    float(data.get("date") or 0)  # a date that is no number: not lm-eval's
+    return data, config, results
+
+
 def load_runs(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
     """Runs from result files (merged per configuration, latest wins) and the report's footnotes."""
     runs: dict[str, Run] = {}
     notes: list[str] = []
+    read: dict[Path, list | None] = {}  # samples files read so far
     for file in result_files(paths):
         try:
-            data = json.loads(file.read_text())
-            config, results = data["config"], data["results"]
+            data, config, results = _read_results(file)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("report: skipping %s: not an lm-eval results file (%s)", file, exc)
             continue
@@ -178,8 +225,8 @@ def load_runs(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
             continue
         source, target, hyper = _identity(config)
         stamp = file.stem.removeprefix("results_")
-        configs, subtasks = data.get("configs", {}), data.get("group_subtasks", {})
-        for task, task_results in {**data.get("groups", {}), **results}.items():
+        configs, subtasks = data.get("configs") or {}, data.get("group_subtasks") or {}
+        for task, task_results in {**(data.get("groups") or {}), **results}.items():
             main = main_metric(task_results)
             if main is None:
                 continue
@@ -198,7 +245,7 @@ def load_runs(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
                 if date < previous.date:
                     continue
             metric, value, stderr, metrics = main
-            samples = _samples(file.parent, subtasks.get(task) or [task], stamp, column)
+            samples = _samples(file.parent, subtasks.get(task) or [task], stamp, column, read)
             run.tasks[column] = TaskScores(metric, value, stderr, metrics, samples, str(file), date)
             run.date = max(run.date, date)
             run.files.append(str(file))

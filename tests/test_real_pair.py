@@ -153,3 +153,16 @@ def test_weight_transfer_refuses_the_cross_family_pair_in_one_line(tmp_path):
         "architectures (for models of different sizes or families use --model unlock)"
     )
     assert not (Path(cache) / "merged").exists()  # refused before anything was written
+
+
+def test_the_embedded_targets_plain_baseline_is_one_lm_eval_command(tmp_path, lm_eval_cli):
+    """`lm_eval --model hf --model_args pretrained=gemma3-270m` loads the converted copy (no Hub), and the report
+    names its row after the embedded model, as the steered rows name their target."""
+    from unlock_eval.reports import report
+
+    plain = ["--model", "hf", "--model_args", "pretrained=gemma3-270m", "--tasks", "arith_unlock", "--limit", "2"]
+    lm_eval_cli(*plain, "--gen_kwargs", "max_gen_toks=4", "--device", "cpu", "--output_path", tmp_path, "--log_samples")
+    table = report([tmp_path])
+    assert [(run.method, run.target, run.hyper) for run in table.rows] == [
+        ("plain", "gemma3-270m", {"dtype": "float32"})
+    ]

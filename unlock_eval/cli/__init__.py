@@ -26,12 +26,18 @@ COMMANDS = {
 PASSTHROUGH = {"sweep"}  # unknown flags go on to every lm-eval run instead of being refused
 
 
+DESCRIPTION = (
+    "unlock-eval: training-free capability transfer on lm-eval. Evaluate with `unlock-eval run` (or plain lm_eval "
+    "--model unlock); compare with report and behaviour; search with sweep; check a pair with diagnose."
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     name = argv[0] if argv else None
     if name == "run":  # lm-eval's own parser and messages, untouched
         return import_module("unlock_eval.cli.run").main(argv[1:])
-    parser = argparse.ArgumentParser(prog="unlock-eval", description="unlock-eval: " + __doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="unlock-eval", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command, help_text in COMMANDS.items():
         sub_parser = sub.add_parser(command, help=help_text, allow_abbrev=False)
