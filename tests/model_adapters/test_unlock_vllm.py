@@ -144,9 +144,16 @@ def test_a_failed_start_leaves_no_engine_process(embedded_pair, monkeypatch):
     with pytest.raises(RuntimeError, match="hook install failed"):
         unlock(backend="vllm", max_model_len=512)
     new = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-    # multiprocessing's resource tracker lives as long as this process, whoever started it: not an engine
-    engines = [p for p in new if "resource_tracker" not in " ".join(p.cmdline())]
-    gone = psutil.wait_procs(engines, timeout=30)
+
+    def engine(process) -> bool:
+        """Not multiprocessing's resource tracker (it lives as long as this process, whoever started it); a process
+        that already exited (a zombie not yet reaped) is no engine either."""
+        try:
+            return "resource_tracker" not in " ".join(process.cmdline())
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            return False
+
+    gone = psutil.wait_procs([p for p in new if engine(p)], timeout=30)
     assert not gone[1], f"engine processes left: {[(p.pid, p.cmdline()) for p in gone[1]]}"
 
 
