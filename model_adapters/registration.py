@@ -107,6 +107,9 @@ def _embedded_pretrained(original_init):
     """lm-eval's own `hf`/`vllm` model with `pretrained=<an embedded model name>` (gemma3-270m, ...) loads that model's
     converted copy from our cache, so the plain baseline of the embedded target is one lm-eval command."""
 
+    import functools
+
+    @functools.wraps(original_init)  # lm-eval and our argument check read HFLM.__init__'s signature
     def __init__(self, *args, **kwargs):
         pretrained = kwargs.get("pretrained")
         if isinstance(pretrained, str):
