@@ -184,6 +184,13 @@ def test_cli_list_prune_and_errors(tmp_path, capsys):
         "unlock-eval cache: error:"
     )
     assert cli("prune", "--cache-dir", tmp_path).returncode == 2  # nothing selected
+    (tmp_path / "empty").mkdir()
     empty = cli("list", "--cache-dir", tmp_path / "empty")
     assert empty.returncode == 0 and "empty" in empty.stdout
     assert len(list_entries(tmp_path)) == 6
+    (tmp_path / "a-file").write_text("x")
+    for where, says in ((tmp_path / "missing", "does not exist"), (tmp_path / "a-file", "is a file")):
+        for command in (["list"], ["prune", "--all"]):  # not "the cache is empty": one line naming it and the flag
+            wrong = cli(*command, "--cache-dir", where)
+            assert wrong.returncode == 2 and not wrong.stdout and len(wrong.stderr.strip().splitlines()) == 1
+            assert says in wrong.stderr and str(where) in wrong.stderr and "--cache-dir" in wrong.stderr

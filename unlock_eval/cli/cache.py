@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,9 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from unlock_eval import cache_admin
-    from unlock_eval.cache import default_cache_dir
 
-    root = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    root = cache_admin.admin_root(args.cache_dir)
     if args.cache_command == "list":
         print(cache_admin.format_list(cache_admin.list_entries(root, args.kind), root))
     else:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+PLOT_SUFFIXES = (".png", ".svg")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, help="extraction prompts (default 64)")
     p.add_argument("--aggregator", choices=AGGREGATORS)
     p.add_argument("--extract-from", dest="extract_from", help="gsm8k, math or a .jsonl (default gsm8k)")
-    p.add_argument("--folds", type=int, default=5, help="folds of the held-out R² (default 5)")
+    p.add_argument("--folds", type=int, help="folds of the held-out R², 2 to n (default 5, at most n)")
     p.add_argument("--sweep-k", help="also these k, e.g. 1,4,16,64 (one decomposition for all)")
     p.add_argument("--sweep-n", help="also these n, e.g. 8,16,32 (the largest n captured once, then subsampled)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -30,35 +33,62 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from unlock_eval.errors import ConfigError
+    from unlock_eval.cli import output_file
     from unlock_eval.methods.unlock.diagnostics import run_diagnosis
     from unlock_eval.methods.unlock.spec import UnlockSpec
-    from unlock_eval.params import as_index_list
     from unlock_eval.reports.diagnostics_table import format_diagnosis
 
+    plot = output_file("--plot", args.plot, PLOT_SUFFIXES) if args.plot else None  # before the minutes of work
     fields = ("target", "source", "source_locked", "capability", "k", "n", "aggregator", "extract_from", "cache_dir")
     given = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
     spec = UnlockSpec(**given, extract_batch_size=args.batch_size)
-    sweep_k = as_index_list("--sweep-k", args.sweep_k) if args.sweep_k else []
-    sweep_n = as_index_list("--sweep-n", args.sweep_n) if args.sweep_n else []
-    if args.folds < 2:
-        raise ConfigError(f"--folds={args.folds}: expected an integer >= 2")
-    diagnosis = run_diagnosis(spec, args.folds, sweep_k, sweep_n, progress=not args.json)
+    sweep_k, sweep_n = _sizes("--sweep-k", args.sweep_k), _sizes("--sweep-n", args.sweep_n)
+    folds = _folds(args.folds, spec.n, sweep_n)
+    diagnosis = run_diagnosis(spec, folds, sweep_k, sweep_n, progress=not args.json)
     print(json.dumps(diagnosis.to_json(), indent=2) if args.json else format_diagnosis(diagnosis))
-    if args.plot:
-        _save_plot(diagnosis, args.plot)
+    if plot:
+        _save_plot(diagnosis, plot)
         if not args.json:
             print(f"plot: {args.plot}")
     return 0
 
 
-def _save_plot(diagnosis, path: str) -> None:
-    """Write the diagnosis figure to a PNG or SVG file (without a date or software stamp: the same numbers give the
-    same file)."""
+def _sizes(flag: str, text: str | None) -> list[int]:
+    """--sweep-k / --sweep-n: comma-separated integers >= 1 (each must also fit n: run_diagnosis checks that)."""
+    from unlock_eval.experiments.grid import parse_axis
+    from unlock_eval.params import as_int
+
+    return parse_axis(flag, text, lambda name, value: as_int(name, value, 1)) or []
+
+
+def _folds(folds: int | None, n: int, sweep_n: list[int]) -> int:
+    """The held-out R²'s folds: 2 to the fewest prompts diagnosed (each fold holds out one prompt at least); the
+    default 5, fewer where n is smaller."""
+    from unlock_eval.errors import ConfigError
+    from unlock_eval.methods.unlock.diagnostics import DEFAULT_FOLDS
+
+    fewest = min([n, *sweep_n])
+    if folds is None:
+        return min(DEFAULT_FOLDS, fewest)
+    if not 2 <= folds <= fewest:
+        by = f"--sweep-n {fewest}" if fewest < n else f"n={n}"
+        raise ConfigError(f"--folds={folds}: expected an integer from 2 to {fewest} (the prompts diagnosed: {by})")
+    return folds
+
+
+def _save_plot(diagnosis, path: Path) -> None:
+    """Write the diagnosis figure to a PNG or SVG file, atomically (without a date or software stamp: the same numbers
+    give the same file)."""
+    import io
+
     import matplotlib.pyplot as plt
 
+    from unlock_eval.cli import write_atomic
     from unlock_eval.reports.plots import diagnosis_figure
 
     fig = diagnosis_figure(diagnosis)
-    fig.savefig(path, metadata={"Software": None} if str(path).endswith(".png") else {"Date": None})
+    kind = path.suffix.lower()[1:]
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=kind, metadata={"Software": None} if kind == "png" else {"Date": None})
     plt.close(fig)
+    write_atomic(path, buffer.getvalue())

@@ -1,16 +1,73 @@
-"""`unlock-eval run ...`: lm-eval's own CLI, after registering our models and tasks (the flags of `lm_eval`)."""
+"""`unlock-eval run ...`: lm-eval's own CLI, after registering our models and tasks (the flags of `lm_eval`).
+
+lm-eval's parser prints its own usage errors; the checks lm-eval makes of the flags it parsed (the tasks named, the
+--config file, flags that exclude each other) raise plain exceptions with a traceback there, and are one line here,
+`unlock-eval run: error: ...`, as every other bad input (our models' included)."""
 
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 
 
 def main(argv: list[str]) -> int:
+    from unlock_eval.cli import run_command
     from unlock_eval.model_adapters import registration  # the lazy registration the .pth start-up hook installs
 
     registration.install()
+    return run_command("run", lambda: _evaluate(argv))
+
+
+def _evaluate(argv: list[str]) -> int:
     from lm_eval.__main__ import cli_evaluate
 
     sys.argv = ["lm_eval", *argv]
-    result = cli_evaluate()
+    with lm_eval_checks_as_config_errors():
+        result = cli_evaluate()
     return result if isinstance(result, int) else 0
+
+
+@contextmanager
+def lm_eval_checks_as_config_errors():
+    """While lm-eval runs: what its EvaluatorConfig refuses (building it from the flags, resolving the tasks) is a
+    ConfigError, and no task at all is refused there rather than deep in simple_evaluate. Restored afterwards."""
+    from lm_eval.config.evaluate_config import EvaluatorConfig
+
+    saved = {name: EvaluatorConfig.__dict__[name] for name in ("from_cli", "process_tasks")}
+    from_cli, process_tasks = EvaluatorConfig.from_cli, saved["process_tasks"]
+
+    def checked_from_cli(cls, namespace):
+        with _refused():
+            return from_cli(namespace)
+
+    def checked_process_tasks(self, *args, **kwargs):
+        with _refused():
+            manager = process_tasks(self, *args, **kwargs)
+        if not self.tasks:
+            from unlock_eval.errors import ConfigError
+
+            raise ConfigError("--tasks: no task given (`lm_eval ls tasks` lists them)")
+        return manager
+
+    EvaluatorConfig.from_cli = classmethod(checked_from_cli)
+    EvaluatorConfig.process_tasks = checked_process_tasks
+    try:
+        yield
+    finally:
+        for name, original in saved.items():
+            setattr(EvaluatorConfig, name, original)
+
+
+@contextmanager
+def _refused():
+    from unlock_eval.errors import ConfigError
+
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, OSError) as exc:
+        message, unknown = str(exc), "Tasks not found: "
+        if message.startswith(unknown):
+            message = f"--tasks: unknown task(s) {message[len(unknown) :]} (`lm_eval ls tasks` lists them)"
+        raise ConfigError(message) from None

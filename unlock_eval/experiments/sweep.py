@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from unlock_eval.errors import ConfigError
-from unlock_eval.experiments.grid import Grid, Point, build_grid
+from unlock_eval.experiments.grid import Grid, Point, base_arguments, build_grid
 from unlock_eval.experiments.selection import MODES, SelectionTasks, choose, write_selection_tasks
 from unlock_eval.model_adapters.inprocess import reuse_model_across_alphas, run_lm_eval, shared_builtin_task_index
 from unlock_eval.reports.html import write_page
@@ -29,7 +30,6 @@ from unlock_eval.reports.runs import file_scores
 
 MANIFEST = "sweep.json"
 MANIFEST_VERSION = 1
-OWN_FLAGS = ("--model", "--model_args", "--tasks", "--limit", "--output_path", "--log_samples")
 
 
 EPILOG = "Any other flag (--gen_kwargs, --device, --batch_size, --seed, ...) is passed to every lm-eval run."
@@ -71,20 +71,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------------------------------------ the manifest
 class Manifest:
-    """`<output>/sweep.json`: the sweep's settings, each finished run (folder, results file, scores) and the choice."""
+    """`<output>/sweep.json`: the sweep's settings, each finished run (folder, results file, scores) and the choice.
+    Read (and a resume with other settings refused) when made; written from `start()` on, once the sweep's inputs are
+    all checked, so a refused command leaves no record that would refuse the corrected one."""
 
     def __init__(self, folder: Path, settings: dict[str, Any]):
         self.path = folder / MANIFEST
-        data = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        if data and data.get("settings") != settings:
-            old = data.get("settings", {})
-            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise ConfigError(
-                f"--output_path {folder} holds a sweep with other settings ({', '.join(changed)} differ); rerun with "
-                "the same settings to resume it (the grid axes may change), or choose another --output_path"
-            )
+        data = _read_manifest(self.path)
+        if data.get("runs"):  # a record without a finished run holds nothing to resume: the new settings replace it
+            changed = _differences(_identity(data["settings"]), _identity(settings))
+            if changed:
+                raise ConfigError(
+                    f"--output_path {folder} holds a sweep with other settings ({'; '.join(changed)}); rerun with "
+                    "the same settings to resume it (the grid axes may change), or choose another --output_path"
+                )
         self.data = {**data, "version": MANIFEST_VERSION, "settings": settings, "runs": data.get("runs", {})}
-        folder.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        """The sweep begins: its folder and record exist from here on."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.save()
 
     def done(self, run_id: str) -> dict | None:
@@ -101,15 +106,117 @@ class Manifest:
         write_page(self.path, json.dumps(self.data, indent=2, sort_keys=True))  # atomic: temp file, then rename
 
 
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """A sweep folder's record ({} when there is none); a broken one (truncated, hand-edited) is one line naming it."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
+            raise ValueError("no settings")
+        runs = data.get("runs", {})
+        runs = runs.values() if isinstance(runs, dict) else [None]
+        if not all(isinstance(run, dict) and isinstance(run.get("results"), str) for run in runs):
+            raise ValueError("a finished run without its results file")
+    except (OSError, ValueError) as exc:
+        reason = f"{exc.msg}: truncated?" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise ConfigError(
+            f"{path}: not a readable sweep record ({reason}), so this sweep cannot resume: move it away (the points "
+            f"then run again) or choose another --output_path"
+        ) from None
+    return data
+
+
+def _identity(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings as compared on resume: model_args as lm-eval parses them (a dict: their order does not matter) and the
+    lm-eval flags as lm-eval reads them (`lm_eval_flags`); a record of an older version is read the same way."""
+    found = dict(settings)
+    if isinstance(found.get("model_args"), str):
+        try:
+            found["model_args"] = base_arguments(found["model_args"])
+        except ConfigError:
+            pass  # as written: differs from any valid one
+    if isinstance(found.get("lm_eval_flags"), list):
+        try:
+            found["lm_eval_flags"] = lm_eval_flags(found["lm_eval_flags"])
+        except ConfigError:
+            pass
+    return json.loads(json.dumps(found, sort_keys=True, default=str))
+
+
+_ABSENT = object()
+LABELS = {"model_args": "model_args {}", "lm_eval_flags": "lm-eval flag --{}"}
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], label: str = "{}") -> list[str]:
+    """Each setting that differs, with both values (`limit: 5 there, 10 now`); model_args and lm-eval flags key by
+    key."""
+    found = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if before == after:
+            continue
+        if key in LABELS and label == "{}" and isinstance(before, dict) and isinstance(after, dict):
+            found += _differences(before, after, LABELS[key])
+        else:
+            found.append(f"{label.format(key)}: {_shown(before)} there, {_shown(after)} now")
+    return found
+
+
+def _shown(value: Any) -> str:
+    return "not given" if value is _ABSENT else json.dumps(value, sort_keys=True, default=str)
+
+
+# ------------------------------------------------------------------------------------------------ lm-eval's flags
+OWN_DESTS = {"model", "model_args", "tasks", "limit", "output_path", "log_samples"}
+
+
+def lm_eval_flags(flags: list[str]) -> dict[str, Any]:
+    """The flags passed on to lm-eval as its `run` parser reads them, those given only: the same dict whatever their
+    order, `--flag=v` or `--flag v`, a short alias or a repeated flag lm-eval merges (--gen_kwargs, --metadata: the
+    later value of a key wins). A flag neither the sweep's nor lm-eval's, an abbreviation, a value lm-eval refuses or
+    one of the sweep's own flags (--limit, ...) is one line."""
+    from lm_eval._cli import HarnessCLI
+
+    parser = HarnessCLI()._subparsers.choices["run"]
+    parser.allow_abbrev = False  # `--n 8` is no --num_fewshot here: a sweep flag mistyped, most likely
+    parser.error = _refuse  # argparse's usage and exit: one line instead
+    defaults = vars(parser.parse_args([]))
+    given, unknown = parser.parse_known_args(list(flags))
+    if unknown:
+        _refuse_unknown(unknown, parser)
+    found = {k: v for k, v in vars(given).items() if k != "func" and v != defaults.get(k, _ABSENT)}
+    own = sorted(OWN_DESTS & set(found))
+    if own:
+        raise ConfigError(f"--{own[0]}: give it once, as a sweep flag")
+    return json.loads(json.dumps(found, sort_keys=True, default=str))
+
+
+def _refuse(message: str):
+    raise ConfigError(f"lm-eval flags: {message}")
+
+
+def _refuse_unknown(unknown: list[str], lm_eval_parser: argparse.ArgumentParser):
+    import difflib
+
+    flag = next((item.split("=", 1)[0] for item in unknown if item.startswith("-")), None)
+    if flag is None:
+        raise ConfigError(f"{unknown[0]}: a value without a flag (sweep axes take commas: --alphas 0.1,0.2)")
+    sweep = argparse.ArgumentParser(add_help=False)
+    add_arguments(sweep)
+    known = [o for p in (sweep, lm_eval_parser) for o in p._option_string_actions if o.startswith("--")]
+    close = difflib.get_close_matches(flag, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigError(f"{flag}: not a flag of unlock-eval sweep nor of lm-eval run{hint}")
+
+
 # ------------------------------------------------------------------------------------------------ the sweep
 class Sweep:
     """One `unlock-eval sweep` invocation: the grid, the manifest, and the runs and reports it leads to."""
 
     def __init__(self, args: argparse.Namespace, passthrough: list[str]):
-        for flag in passthrough:
-            if flag.split("=", 1)[0] in OWN_FLAGS:
-                raise ConfigError(f"{flag}: give it once, as a sweep flag")
-        if args.select_on and any(f.split("=", 1)[0] == "--include_path" for f in passthrough):
+        flags = lm_eval_flags(passthrough)
+        if args.select_on and "include_path" in flags:
             raise ConfigError(
                 f"--include_path: with --select-on {args.select_on} the sweep passes its own (the selection twins)"
             )
@@ -122,12 +229,12 @@ class Sweep:
         self.args, self.passthrough = args, passthrough
         self.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         self.grid: Grid = build_grid(args.model_args, args.alphas, args.ks, args.ns)
-        self.out = Path(args.output_path or Path("sweeps") / self._default_name()).expanduser()
+        self.out = _output_folder(Path(args.output_path or Path("sweeps") / self._default_name()).expanduser())
         settings = {
-            "model_args": self.grid.base,
+            "model_args": base_arguments(self.grid.base),
             "tasks": self.tasks,
             "limit": args.limit,
-            "lm_eval_flags": passthrough,
+            "lm_eval_flags": flags,
             "select_on": args.select_on,
             "baseline": not args.no_baseline,
         }
@@ -136,7 +243,8 @@ class Sweep:
         elif args.select_on:
             settings.update(dev_size=self.dev_size, dev_excludes_n=self.grid.largest_n)
         self.manifest = Manifest(self.out, settings)
-        user_cache = _flag_value(passthrough, "--use_cache")
+        self.flags = flags
+        user_cache = flags.get("use_cache")
         self.own_cache_flag = user_cache is not None
         shared = not args.separate_alphas and any(len(g) > 1 for g in _alpha_groups(self.grid.points))
         self.response_cache = (Path(user_cache) if user_cache else self.out / "responses") if shared else None
@@ -241,6 +349,7 @@ class Sweep:
         )
         with shared_builtin_task_index(), reuse_model_across_alphas() as self.held:
             self._check_tasks()
+            self.manifest.start()  # every input checked: from here the sweep has a record to resume from
             if self.args.select_on:
                 return self._select_then_test()
             self._baseline("", self.tasks, None)
@@ -256,7 +365,7 @@ class Sweep:
         """Unknown task names stop the sweep before any run (lm-eval would stop the first run with a traceback)."""
         from lm_eval.tasks import TaskManager
 
-        include = _flag_value(self.passthrough, "--include_path")  # a user's own task folder holds tasks too
+        include = self.flags.get("include_path")  # a user's own task folder holds tasks too
         self.task_index = TaskManager(include_path=include).task_index
         unknown = [task for task in self.tasks if task not in self.task_index]
         if unknown:
@@ -331,15 +440,14 @@ class Sweep:
         self.log(f"report: {folder / 'report.md'} and {folder / 'report.html'}")
 
 
-def _flag_value(argv: list[str], flag: str) -> str | None:
-    """The value of `flag` among passed-through lm-eval flags (`--flag v` or `--flag=v`), else None."""
-    value = None
-    for i, item in enumerate(argv):
-        if item == flag and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif item.startswith(f"{flag}="):
-            value = item.split("=", 1)[1]
-    return value
+def _output_folder(folder: Path) -> Path:
+    """--output_path, checked before anything runs: it and its nearest existing parent are folders, that one
+    writable."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing.is_dir() else "is a file, not a folder"
+        raise ConfigError(f"--output_path {folder}: {existing} {what}")
+    return folder
 
 
 def _alpha_groups(points: list[Point]) -> list[list[Point]]:

@@ -1,6 +1,7 @@
 """Diagnostics on planted structure: a target that is a linear map of the source reads near 1 (held-out R², CKA,
 cosine), an unrelated target reads at its chance level, and layers whose native key is flipped read as opposed."""
 
+import pytest
 import torch
 
 from unlock_eval.methods.unlock.diagnostics import ALIGNED_R2, PairStates, diagnose_states, layer_ranges, verdict
@@ -88,3 +89,29 @@ def test_heldout_r2_is_out_of_sample():
 def test_layer_ranges_and_threshold():
     assert layer_ranges([0, 1, 2, 5, 7, 8]) == "0–2, 5, 7–8" and layer_ranges([]) == ""
     assert ALIGNED_R2 == 0.0  # better than predicting the training mean: the README states this rule
+
+
+def test_diagnose_folds_and_sweep_sizes_are_refused_in_one_line_naming_the_flag(monkeypatch, capsys):
+    """`unlock-eval diagnose`: --sweep-k/--sweep-n take integers >= 1, --folds 2 to the fewest prompts diagnosed (not
+    clamped in silence); checked before any capture, the default folds follow a small n."""
+    from unlock_eval.cli import main
+    from unlock_eval.methods.unlock import diagnostics
+
+    asked = []
+    monkeypatch.setattr(diagnostics, "run_diagnosis", lambda spec, folds, *_, **__: asked.append(folds) or 1 / 0)
+    base = ["diagnose", "--source", "smollm2-135m-instruct", "--target", "gemma3-270m", "--n", "16", "--k", "4"]
+    for flags, message in [
+        (["--sweep-k", "0"], "--sweep-k='0': expected an integer >= 1"),
+        (["--sweep-n", "8,x"], "--sweep-n='x': expected an integer >= 1"),
+        (["--folds", "50"], "--folds=50: expected an integer from 2 to 16 (the prompts diagnosed: n=16)"),
+        (["--folds", "12", "--sweep-n", "8,32"], "--folds=12: expected an integer from 2 to 8 (the prompts "
+         "diagnosed: --sweep-n 8)"),
+        (["--folds", "1"], "--folds=1: expected an integer from 2 to 16 (the prompts diagnosed: n=16)"),
+    ]:  # fmt: skip
+        assert main([*base, *flags]) == 2
+        assert capsys.readouterr().err == f"unlock-eval diagnose: error: {message}\n"
+    assert asked == []
+    for flags, folds in [([], 5), (["--sweep-n", "3"], 3), (["--folds", "16"], 16)]:
+        with pytest.raises(ZeroDivisionError):
+            main([*base, *flags])
+        assert asked.pop() == folds
