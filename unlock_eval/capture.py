@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from unlock_eval.errors import ConfigError
+from unlock_eval.faults import crash_point
 from unlock_eval.layers import find_decoder_layers, find_final_norm, layer_hidden, layer_indices
 
 
@@ -107,6 +108,7 @@ def capture_final_states(
             if out is None:
                 out = torch.empty(len(wanted), len(prompts), stacked.shape[-1], dtype=torch.float32)
             out[:, idx] = stacked
+            crash_point("capture")  # a job killed mid-capture: nothing of it may be reused
     finally:
         for h in handles:
             h.remove()

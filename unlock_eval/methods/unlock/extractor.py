@@ -12,6 +12,7 @@ import torch
 from unlock_eval.cache import ArtifactCache, fingerprint, tensors_checksum
 from unlock_eval.capture import capture_final_states
 from unlock_eval.data.prompts import render, template_label
+from unlock_eval.faults import crash_point
 from unlock_eval.methods.unlock import artifact_keys
 from unlock_eval.methods.unlock.align import SubspaceMap, resolve_layer_map
 from unlock_eval.methods.unlock.bases import Bases
@@ -229,6 +230,7 @@ class Extractor:
             mapping, _ = resolve_layer_map(layer_map, source.shape[0], target.shape[0])
             source_bases = self.bases(source_spec, template, questions, k, center, mapping, dtype)
             target_bases = self.bases(target_spec, template, questions, k, center, range(target.shape[0]), dtype)
+            crash_point("map_fit")  # killed between the decompositions and the map: the bases stay, the map is refit
             return SubspaceMap.fit(
                 source, target, k, center, layer_map, meta, source_bases=source_bases, target_bases=target_bases
             ).to_artifact()

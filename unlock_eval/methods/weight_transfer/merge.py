@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from unlock_eval.cache import atomic_directory, default_cache_dir, fingerprint, mark_used
 from unlock_eval.errors import ConfigError
+from unlock_eval.faults import crash_point
 from unlock_eval.method import ROLES
 
 logger = logging.getLogger(__name__)
@@ -210,6 +211,7 @@ def merge_models(
         if sum(t.numel() * t.element_size() for t in shard.values()) >= shard_bytes or name == names[-1]:
             path = out_dir / f"part-{len(written):05d}.safetensors"
             save_file(shard, str(path), metadata={"format": "pt"})
+            crash_point("merge")  # a job killed between shards: the half-merged folder must never be used
             written.append(path.name)
             shard = {}
     _name_shards(out_dir, written)
