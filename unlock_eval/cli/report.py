@@ -21,24 +21,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
+    from unlock_eval.cli import output_file, output_folder, write_atomic
     from unlock_eval.reports import report
     from unlock_eval.reports.formats import render
     from unlock_eval.reports.html import write_page
     from unlock_eval.reports.plots import report_figures
 
-    fmt = args.format or (SUFFIXES.get(Path(args.out).suffix.lower(), "md") if args.out else "md")
+    fmt = output_format(args.format, args.out)  # every output path checked before the reading (tens of seconds)
+    out = output_file("--out", args.out) if args.out else None
+    plots = output_folder("--plots", args.plots) if args.plots else None
     table = report(args.results, args.baseline)
-    figures = report_figures(table) if fmt == "html" or args.plots else []
+    figures = report_figures(table) if fmt == "html" or plots else []
     text = render(table, fmt, figures)
-    if args.plots:
-        folder = Path(args.plots)
-        folder.mkdir(parents=True, exist_ok=True)
+    if plots:
+        plots.mkdir(parents=True, exist_ok=True)
         for figure in figures:
-            (folder / f"{figure.name}.png").write_bytes(figure.png)
-            (folder / f"{figure.name}.svg").write_text(figure.svg)
-    if args.out:
-        write_page(args.out, text)
+            write_atomic(plots / f"{figure.name}.png", figure.png)
+            write_page(plots / f"{figure.name}.svg", figure.svg)
+    if out:
+        write_page(out, text)
         print(f"report: wrote {args.out} ({len(table.rows)} rows, {len(table.columns)} task columns)", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def output_format(fmt: str | None, out: str | None) -> str:
+    """--format, else the one --out's suffix names, else md; a --format that contradicts a known suffix (--format md
+    --out r.html) is refused rather than written under the wrong name."""
+    from unlock_eval.errors import ConfigError
+
+    named = SUFFIXES.get(Path(out).suffix.lower()) if out else None
+    if fmt and named and fmt != named:
+        suffix = next(s for s, f in SUFFIXES.items() if f == fmt)
+        raise ConfigError(
+            f"--format {fmt}: --out {out} is named for {named}; drop --format (the suffix chooses it) or give --out "
+            f"a {suffix} name"
+        )
+    return fmt or named or "md"
