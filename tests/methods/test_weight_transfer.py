@@ -203,3 +203,36 @@ def test_lm_holds_the_merge_and_use_cache_table_is_per_configuration(trio, tmp_p
     two = CachingLM(WeightTransferLM(**args, lam=0.5, cache_dir=str(tmp_path), device="cpu"), db)
     assert one.dbdict.tablename.startswith("weight_transfer_") and one.dbdict.tablename != two.dbdict.tablename
     assert "unnamed" not in (one.dbdict.tablename, two.dbdict.tablename)  # lm-eval's plain table
+
+
+def _merged(trio, cache):
+    from unlock_eval.methods.weight_transfer.merge import merged_model
+
+    dirs = {role: Path(trio[role]) for role in ("target", "source", "source_locked")}
+    return merged_model(dirs, {r: str(p) for r, p in dirs.items()}, 0.5, {r: r for r in dirs}, cache_dir=cache)
+
+
+def test_a_broken_merged_model_is_merged_again_with_one_warning(trio, tmp_path, caplog):
+    folder, reused = _merged(trio, tmp_path)
+    assert not reused and _merged(trio, tmp_path) == (folder, True)
+    weights = next(folder.glob("*.safetensors"))
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])  # truncated: a full disk, a killed copy
+    with caplog.at_level("WARNING"):
+        again, reused = _merged(trio, tmp_path)
+    assert (again, reused) == (folder, False) and weights.read_bytes() == good
+    assert [r.getMessage() for r in caplog.records if "is broken" in r.getMessage()] == [
+        f"unlock-eval: the merged model {folder} is broken ({weights.name} has {len(good) // 2} bytes, {len(good)} "
+        "were written); merging it again"
+    ]
+
+
+def test_a_cold_merge_on_a_read_only_cache_is_one_line(trio, tmp_path):
+    from test_cache_edges import assert_read_only, read_only
+
+    (tmp_path / "merged").mkdir()
+    with read_only(tmp_path):
+        assert_read_only(tmp_path)
+        with pytest.raises(ConfigError, match=r"the cache .* is not writable .* and lacks the merged model target \+ "
+                           r"0.5 x \(source - source_locked\): point cache_dir="):  # fmt: skip
+            _merged(trio, tmp_path)

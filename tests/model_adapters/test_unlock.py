@@ -310,6 +310,8 @@ def test_two_processes_starting_at_once_compute_once(world, tmp_path):
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     passes = sorted(int(o[0].split("PASSES")[1]) for o in outs)
     assert passes == [0, 3]  # one built everything, the other waited on the lock and loaded it
+    waits = [line for _, err in outs for line in err.splitlines() if "waiting for" in line]
+    assert all("the key and map of" in line and "another process is building it" in line for line in waits), waits
 
 
 def test_registration_is_lazy_cheap_and_keeps_builtin_models():

@@ -56,7 +56,9 @@ class SteeringSetup:
         preloaded = {spec.target: (model, tokenizer)} if model is not None else None
         extractor = Extractor.for_spec(spec, preloaded=preloaded, **extractor_kwargs)
         # one process builds (data-parallel ranks, or two runs started at once); the others wait, then load
-        with extractor.cache.lock("build", fingerprint({"config": spec.as_dict(), "dtype": extractor_kwargs["dtype"]})):
+        configuration = fingerprint({"config": spec.as_dict(), "dtype": extractor_kwargs["dtype"]})
+        what = f"the key and map of {spec.target} from {spec.source} (n={spec.n}, k={spec.k})"
+        with extractor.cache.lock("build", configuration, what=what):
             art = build_unlock(extractor, spec, questions)
             diagnostics = _diagnose(extractor, spec, questions, art.native)
         if isinstance(spec.layers, list) and model is None:

@@ -17,11 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from unlock_eval.cache import atomic_directory, default_cache_dir, fingerprint, mark_used
+from unlock_eval.cache import (
+    atomic_directory,
+    build_lock,
+    cache_root,
+    discard_directory,
+    fingerprint,
+    folder_manifest,
+    folder_problem,
+    mark_used,
+    remember_sha256,
+    safetensors_problem,
+)
 from unlock_eval.errors import ConfigError
 from unlock_eval.faults import crash_point
 from unlock_eval.method import ROLES
@@ -248,18 +258,23 @@ def merged_model(
 ) -> tuple[Path, bool]:
     """The merged model folder for these three models and `lam`, built once under `<cache>/merged/<key>`.
     Returns (folder, whether it was already cached)."""
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    root = cache_root(cache_dir)
     key = fingerprint({"v": MERGE_VERSION, "lam": lam, "vocab": vocab, **{r: identities[r] for r in ROLES}})
     final = root / "merged" / key
-    if (final / MARKER).is_file():  # checked when it was built
+    problem = merged_problem(final, root) if final.exists() else "missing"
+    if problem is None:  # checked against what was written; no lock to read: a read-only cache serves it
         mark_used(final)
         return final, True
+    if problem != "missing":
+        logger.warning("unlock-eval: the merged model %s is broken (%s); merging it again", final, problem)
     check_mergeable(dirs, labels, vocab, identities)  # before the lock: a refusal costs header reads only
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(final) + ".lock"):
-        if (final / MARKER).is_file():  # another process built it while we waited
+    what = f"the merged model {labels['target']} + {lam:g} x ({labels['source']} - {labels['source_locked']})"
+    with build_lock(Path(f"{final}.lock"), what, root):
+        if final.exists() and merged_problem(final, root) is None:  # another process built it while we waited
             mark_used(final)
             return final, True
+        if final.exists():
+            discard_directory(final)
 
         def fill(tmp: Path) -> None:
             logger.warning("unlock-eval: merging weights once into %s (later runs reuse it)", final)
@@ -272,10 +287,25 @@ def merged_model(
                 **done,
                 "merge_version": MERGE_VERSION,
             }
-            (tmp / MARKER).write_text(json.dumps(record, indent=1, default=str))
+            files = folder_manifest(tmp)  # checked on every later use (merged_problem)
+            for name, written in files.items():  # the first warm check then reads no weights (hashes memoised)
+                remember_sha256(final / name, (tmp / name).stat(), written["sha256"], root)
+            (tmp / MARKER).write_text(json.dumps({**record, "files": files}, indent=1, default=str))
 
         atomic_directory(final, fill)
     return final, False
+
+
+def merged_problem(folder: Path, root: Path) -> str | None:
+    """What is wrong with a merged folder, or None: its marker lists each file's size and sha256 (merges written
+    before that are checked by their safetensors headers)."""
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError) as exc:
+        return f"{MARKER} is missing or unreadable ({exc.__class__.__name__})"
+    if isinstance(marker, dict) and isinstance(marker.get("files"), dict):
+        return folder_problem(folder, marker["files"], root)
+    return next(filter(None, (safetensors_problem(p) for p in sorted(folder.glob("*.safetensors")))), None)
 
 
 def model_folder(resolved) -> Path:
