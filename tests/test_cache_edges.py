@@ -364,15 +364,9 @@ def test_cache_list_says_whose_leftover_a_temporary_entry_is(tmp_path):
 
 
 KILLED_CONVERSION = """
-import os, signal, sys
-from transformers import PreTrainedModel
+import sys
 from unlock_eval.models import resolve_model
-save = PreTrainedModel.save_pretrained
-def killed(self, *args, **kwargs):  # the weights are written, the tokenizer and marker are not
-    save(self, *args, **kwargs)
-    os.kill(os.getpid(), signal.SIGKILL)
-PreTrainedModel.save_pretrained = killed
-resolve_model(sys.argv[1], cache_dir=sys.argv[2])
+resolve_model(sys.argv[1], cache_dir=sys.argv[2])  # killed at crash_point("convert"): weights written, marker not
 """
 
 
@@ -381,7 +375,8 @@ def test_a_conversion_killed_midway_leaves_nothing_the_next_run_keeps(tmp_path, 
     from unlock_eval.models import MARKER, resolve_model
 
     root = tmp_path / "cache"
-    proc = subprocess.run([sys.executable, "-c", KILLED_CONVERSION, str(tiny_gguf), str(root)], timeout=300)
+    env = {**os.environ, "UNLOCK_EVAL_CRASH_AT": "convert"}
+    proc = subprocess.run([sys.executable, "-c", KILLED_CONVERSION, str(tiny_gguf), str(root)], timeout=300, env=env)
     assert proc.returncode == -signal.SIGKILL
     (left,) = [p for p in (root / "converted").iterdir() if p.name.endswith(".tmp")]
     assert (left / "model.safetensors").is_file() and not (left / MARKER).exists()

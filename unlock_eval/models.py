@@ -30,6 +30,7 @@ from unlock_eval.cache import (
     tmp_prefix,
 )
 from unlock_eval.errors import ConfigError
+from unlock_eval.faults import crash_point
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +172,7 @@ def _fill_converted(gguf_path: Path, digest: str, tmp: Path, final: Path, cache_
         del model.config.quantization_config
     model.hf_quantizer = None
     model.save_pretrained(str(tmp))
+    crash_point("convert")  # fault tests: killed with the weights written, the tokenizer and marker not
     tok.save_pretrained(str(tmp))
     # Load the saved tokenizer through the generic tokenizers backend: it encodes identically (tested)
     # and skips the model-specific class's rebuild (3 s -> 1 s for Gemma's 262k vocabulary).
