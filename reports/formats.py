@@ -111,7 +111,7 @@ def _scoring_cells(s: Scoring | None) -> list[str]:
 def footnotes(table: Table) -> list[str]:
     bases = sorted({table.rows[j].label for j in table.baseline.values() if j is not None})
     notes = [f"Δ: against {' / '.join(bases) if bases else 'no baseline (no plain run given)'}", LEGEND]
-    notes.append(f"gen len: mean generated length in {table.length_unit}; best value per column in bold")
+    notes.append(f"gen len: mean generated length in {table.length_unit}; best score per task column in bold")
     notes.append(
         f"behaviour (logged samples), shares of outputs: {STEPS_LEGEND}; {DEGENERATE_LEGEND}; repetition = share of "
         f"repeated word {NGRAM}-grams; first-word H = entropy of the first generated word over documents (lower = "
@@ -153,16 +153,6 @@ def render(table: Table, fmt: str, figures=None, title: str = "unlock-eval repor
         return body + "\n\n" + "\n".join(f"- {note}" for note in footnotes(table)) + "\n" + blocks
     if fmt == "latex":
         return tabulate(rows, headers=headers, tablefmt="latex_raw", disable_numparse=True) + "\n"
-    from unlock_eval.reports.html import render_page
+    from unlock_eval.reports.html import report_page  # the page's own layout, provenance and figures
 
-    escaped = [[_escape_keep_bold(value) for value in row] for row in rows]
-    table_html = tabulate(escaped, headers=headers, tablefmt="unsafehtml", disable_numparse=True)
-    return render_page(title, table_html, list(figures or []), footnotes(table), sections=list(sections))
-
-
-def _escape_keep_bold(value: str) -> str:
-    import html
-
-    bold = value.startswith("<b>") and value.endswith("</b>")
-    text = html.escape(value[3:-4] if bold else value)
-    return f"<b>{text}</b>" if bold else text
+    return report_page(table, headers, rows, footnotes(table), title, list(figures or []), list(sections))

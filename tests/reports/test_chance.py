@@ -180,7 +180,8 @@ def test_the_reference_column_follows_the_lenient_score_and_its_delta(tmp_path):
         assert row[at + 3] == expected, row
     assert "reference (acc_reference)" in md
     page = render(table, "html")
-    assert re.search(r"<th>arith_unlock reference\s*</th>", page) and "0.750" in page
+    assert re.search(r'<th class="task" colspan="6">arith_unlock</th>', page) and "<th>reference</th>" in page
+    assert "0.750" in page
     assert "arith_unlock reference" in render(table, "latex").replace("\\_", "_")
     next((tmp_path / "atok").glob("samples_*.jsonl")).unlink()
     again = report([tmp_path])

@@ -1,4 +1,5 @@
-"""The HTML report page: self-contained (no network, no script) and rendered for real by headless chromium."""
+"""The HTML report page: self-contained (no network, no script), figures inline as SVG, and rendered for real by
+headless chromium."""
 
 import base64
 import os
@@ -16,7 +17,14 @@ import pytest  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from unlock_eval.reports.html import CSP, Figure, figure_from_matplotlib, render_page, write_page  # noqa: E402
+from unlock_eval.reports.html import (  # noqa: E402
+    CSP,
+    Figure,
+    figure_from_matplotlib,
+    inline_svg,
+    render_page,
+    write_page,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MODELS = ["smollm2-135m", "gemma3-270m", "steer-alpha-0.5"]
@@ -77,13 +85,25 @@ def test_page_is_self_contained_and_escaped(figures):
     assert "<li>a &lt;b&gt; in a note is text, not markup</li>" in page
     assert "Accuracy per model &lt;gsm8k&gt;" in page and "<dd>abc123</dd>" in page
     assert '<td style="text-align: right;"><b>0.420</b></td>' in page  # the table fragment is kept as given
-    assert page.count("<img ") == len(figures)
-    pngs, svgs = data_uris(page, "image/png"), data_uris(page, "image/svg+xml")
-    assert pngs == [f.png for f in figures] and all(p.startswith(PNG_MAGIC) for p in pngs)
-    assert len(svgs) == len(figures)
+    assert page.count("<svg ") == len(figures) and "<img" not in page  # inline: the figures' text is text
+    svgs = data_uris(page, "image/svg+xml")  # the [SVG] downloads: the standalone files, as --plots writes them
+    assert svgs == [f.svg.encode("utf-8") for f in figures]
     for svg in svgs:
         assert ET.fromstring(svg).tag == "{http://www.w3.org/2000/svg}svg"
     assert 'download="accuracy_bars.svg"' in page
+    assert ">gsm8k exact match</text>" in page  # an axis label, readable in the page
+
+
+def test_inline_svg_has_no_prolog_and_ids_of_its_own(figures):
+    svg = figures[0].svg
+    assert "<?xml" in svg and "http://" in svg and 'id="patch_1"' in svg  # what matplotlib writes
+    inline = inline_svg(svg, "fig-a", "caption <x>")
+    assert inline.startswith('<svg role="img" aria-label="caption &lt;x&gt;" ')
+    assert "<?xml" not in inline and "<!DOCTYPE" not in inline and "http://" not in inline
+    ids = re.findall(r'\bid="([^"]+)"', inline)
+    assert ids and all(i.startswith("fig-a-") for i in ids)
+    refs = re.findall(r'(?:href="|url\()#([^")]+)', inline)
+    assert refs and set(refs) <= set(ids)  # every reference points at an id of this figure
 
 
 def test_write_page_is_atomic_and_overwrites(tmp_path):
@@ -96,12 +116,16 @@ def test_write_page_is_atomic_and_overwrites(tmp_path):
 
 # --- a real browser ------------------------------------------------------------------------------------------------
 
-# The test copy only: allow one inline script, which writes each image's natural size where --dump-dom shows it.
+# The test copy only: allow one inline script, which writes each image's natural size and each inline figure's
+# rendered size where --dump-dom shows it.
 SIZES_SCRIPT = """<script>
 window.addEventListener("load", () => {
   const pre = document.createElement("pre");
   pre.id = "sizes";
-  pre.textContent = [...document.images].map(i => i.naturalWidth + "x" + i.naturalHeight).join("\\n");
+  const images = [...document.images].map(i => i.naturalWidth + "x" + i.naturalHeight);
+  const svgs = [...document.querySelectorAll("figure > svg")].map(s => s.getBoundingClientRect())
+    .map(r => Math.round(r.width) + "x" + Math.round(r.height));
+  pre.textContent = images.concat(svgs).join("\\n");
   document.body.appendChild(pre);
 });
 </script>"""
@@ -143,9 +167,11 @@ def test_page_renders_in_headless_chromium(tmp_path, figures):
     assert cells[2][1] == "<b>0.420</b>" and cells[1][1:] == ["0.310", "0.012"]
     sizes = re.search(r'<pre id="sizes">(.*?)</pre>', dom, re.S)
     assert sizes is not None, "the load handler did not run: " + dom[-2000:]
-    natural = [tuple(map(int, s.split("x"))) for s in sizes.group(1).split()]
-    assert natural == [png_size(f.png) for f in figures]
-    assert all(w > 0 and h > 0 for w, h in natural)
+    shown = [tuple(map(int, s.split("x"))) for s in sizes.group(1).split()]
+    assert len(shown) == len(figures) and all(w > 0 and h > 0 for w, h in shown)
+    for (w, h), f in zip(shown, figures):  # drawn at the size matplotlib gave it (pt -> px), its aspect kept
+        width, height = (float(v) * 4 / 3 for v in re.search(r'width="([\d.]+)pt" height="([\d.]+)pt"', f.svg).groups())
+        assert abs(w - width) <= 3 and abs(h - height) <= 3, ((w, h), (width, height))  # + its 1 px border
 
     shot = tmp_path / "page.png"
     res = run_chromium(exe, tmp_path, f"--screenshot={shot}", "--window-size=1200,1600", real.as_uri())

@@ -228,7 +228,7 @@ def test_cli_writes_html_with_plots_and_merges_reruns(world, tmp_path, capsys, c
     skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
     assert len(skipped) == 1 and "results_broken.json" in skipped[0]  # one warning, named
     text = page.read_text()
-    assert text.count("<img") >= 1 and "data:image/png;base64," in text
+    assert text.count("<svg ") >= 1 and "data:image/svg+xml;base64," in text  # figures inline, SVG downloads
     assert "ran more than once; the latest" in text and "0.500" in text
     assert (tmp_path / "p" / "generated_length.png").stat().st_size > 1000
     assert (tmp_path / "p" / "behaviour.png").stat().st_size > 1000 and "step-structured" in text
@@ -245,9 +245,10 @@ def test_cli_writes_html_with_plots_and_merges_reruns(world, tmp_path, capsys, c
         text.replace(CSP, CSP + "; script-src 'unsafe-inline'").replace("</body>", SIZES_SCRIPT + "</body>")
     )
     dom = run_chromium(exe, tmp_path, "--dump-dom", probe.as_uri()).stdout
-    assert len(re.findall(r"<tr>", dom)) == 1 + 4 and "native_steering" in dom
+    scores = dom.split('<table class="report scores">')[1].split("</table>")[0]
+    assert len(re.findall(r"<tr>", scores)) == 2 + 4 and "native_steering" in dom  # two header rows, four runs
     sizes = re.search(r'<pre id="sizes">(.*?)</pre>', dom, re.S).group(1).split()
-    assert len(sizes) == text.count("<img") and all(min(map(int, s.split("x"))) > 0 for s in sizes)
+    assert len(sizes) == text.count("<svg ") and all(min(map(int, s.split("x"))) > 0 for s in sizes)
     shot = tmp_path / "report.png"
     run_chromium(exe, tmp_path, f"--screenshot={shot}", "--window-size=1400,1800", page.as_uri())
     assert shot.stat().st_size > 10_000
