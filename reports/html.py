@@ -9,11 +9,12 @@ import io
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from unlock_eval.outputs import write_atomic
 
 if TYPE_CHECKING:
     from unlock_eval.reports.table import Provenance, Table
@@ -378,15 +379,5 @@ def report_page(
 
 
 def write_page(path: str | os.PathLike, html_text: str) -> Path:
-    """Write atomically: a temp file in the same folder, then os.replace (readers never see half a page)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(html_text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write a page atomically (unlock_eval.outputs: readers never see half a page, a killed writer's leftover goes)."""
+    return write_atomic(path, html_text)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from unlock_eval.cli import main, output_file, output_folder, write_atomic
+from unlock_eval.cli import main, output_file, output_folder
+from unlock_eval.outputs import write_atomic
 
 
 def write_run(folder: Path) -> None:

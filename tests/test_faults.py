@@ -108,3 +108,20 @@ def test_a_merge_killed_between_shards_is_rebuilt_identical(tiny_world, tmp_path
     assert digest(Path(again.stdout.strip())) == digest(Path(clean.stdout.strip()))
     assert leftovers(tmp_path / "cache") == []
     assert json.loads((Path(again.stdout.strip()) / "unlock_eval_merge.json").read_text())["lam"] == 0.5
+
+
+def test_a_report_killed_while_writing_leaves_the_old_page_and_the_next_run_cleans_up(tiny_world, tmp_path,
+                                                                                      lm_eval_cli):  # fmt: skip
+    from unlock_eval.cli import main
+
+    results = tmp_path / "results"
+    lm_eval_cli("--model", "hf", "--model_args", f"pretrained={tiny_world['tgt']}", "--tasks", "tiny_unlock_gen",
+                "--include_path", tiny_world["tasks"], "--device", "cpu", "--output_path", results)  # fmt: skip
+    page = tmp_path / "report.md"
+    page.write_text("the previous report\n")
+    code = "import sys; from unlock_eval.cli import main; sys.exit(main(sys.argv[1:]))"
+    first = run(code, "report", results, "--out", page, crash="report_write:md")
+    assert killed(first), (first.returncode, first.stderr[-2000:])
+    assert page.read_text() == "the previous report\n" and len(leftovers(tmp_path)) == 1  # written, never renamed
+    assert main(["report", str(results), "--out", str(page)]) == 0
+    assert page.read_text().startswith("| method") and leftovers(tmp_path) == []

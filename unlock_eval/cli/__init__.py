@@ -11,7 +11,6 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 from importlib import import_module
 from pathlib import Path
 
@@ -98,17 +97,3 @@ def output_folder(flag: str, path: str) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {path}: {existing} is not writable")
     return folder
-
-
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write a file atomically: a temp file in the same folder, then os.replace (never half a file on disk)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an output is meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -83,7 +83,7 @@ def _save_plot(diagnosis, path: Path) -> None:
 
     import matplotlib.pyplot as plt
 
-    from unlock_eval.cli import write_atomic
+    from unlock_eval.outputs import write_atomic
     from unlock_eval.reports.plots import diagnosis_figure
 
     fig = diagnosis_figure(diagnosis)
