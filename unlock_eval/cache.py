@@ -455,6 +455,21 @@ def folder_problem(
     return None
 
 
+def marked_folder_problem(
+    folder: Path, marker: str, cache_dir: str | os.PathLike | None, unlisted: Callable[[Path], str | None]
+) -> str | None:
+    """What is wrong with a cache folder completed by the JSON file `marker`, or None: a missing or unreadable marker,
+    else the files its `files` manifest lists (`folder_problem`); `unlisted(folder)` checks folders written before
+    markers carried a manifest."""
+    try:
+        record = json.loads((folder / marker).read_text())
+    except (OSError, ValueError) as exc:
+        return f"{marker} is missing or unreadable ({exc.__class__.__name__})"
+    if isinstance(record, dict) and isinstance(record.get("files"), dict):
+        return folder_problem(folder, record["files"], cache_dir)
+    return unlisted(folder)
+
+
 def safetensors_problem(path: Path) -> str | None:
     """What is wrong with a safetensors file's structure (a header that does not parse, a length that differs from
     what the header describes: a truncated file), or None. Reads the header only."""

@@ -21,8 +21,8 @@ from unlock_eval.cache import (
     file_sha256,
     fingerprint,
     folder_manifest,
-    folder_problem,
     mark_used,
+    marked_folder_problem,
     remember_sha256,
     remove_stale_temps,
     safetensors_problem,
@@ -192,13 +192,7 @@ def _fill_converted(gguf_path: Path, digest: str, tmp: Path, final: Path, cache_
 def converted_problem(folder: Path, cache_dir: Path) -> str | None:
     """What is wrong with a converted model folder, or None: its marker lists each file's size and sha256 (checked
     with memoised hashes); folders converted before that are checked by structure (safetensors headers, JSON)."""
-    try:
-        marker = json.loads((folder / MARKER).read_text())
-    except (OSError, ValueError) as exc:
-        return f"{MARKER} is missing or unreadable ({exc.__class__.__name__})"
-    if isinstance(marker, dict) and isinstance(marker.get("files"), dict):
-        return folder_problem(folder, marker["files"], cache_dir)
-    return _structure_problem(folder)
+    return marked_folder_problem(folder, MARKER, cache_dir, _structure_problem)
 
 
 def _structure_problem(folder: Path) -> str | None:

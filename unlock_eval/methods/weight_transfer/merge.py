@@ -27,8 +27,8 @@ from unlock_eval.cache import (
     discard_directory,
     fingerprint,
     folder_manifest,
-    folder_problem,
     mark_used,
+    marked_folder_problem,
     remember_sha256,
     safetensors_problem,
 )
@@ -299,12 +299,10 @@ def merged_model(
 def merged_problem(folder: Path, root: Path) -> str | None:
     """What is wrong with a merged folder, or None: its marker lists each file's size and sha256 (merges written
     before that are checked by their safetensors headers)."""
-    try:
-        marker = json.loads((folder / MARKER).read_text())
-    except (OSError, ValueError) as exc:
-        return f"{MARKER} is missing or unreadable ({exc.__class__.__name__})"
-    if isinstance(marker, dict) and isinstance(marker.get("files"), dict):
-        return folder_problem(folder, marker["files"], root)
+    return marked_folder_problem(folder, MARKER, root, _headers_problem)
+
+
+def _headers_problem(folder: Path) -> str | None:
     return next(filter(None, (safetensors_problem(p) for p in sorted(folder.glob("*.safetensors")))), None)
 
 
