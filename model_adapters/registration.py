@@ -155,9 +155,26 @@ def _quiet_pretrained_none(module):
         module.eval_logger.addFilter(_NotOurModelsPretrained())
 
 
+def _key_value_args_may_hold_braces(module):
+    """lm-eval 0.4.13 reads any `--model_args`/`--gen_kwargs` string holding a `{` as JSON and fails on
+    `locked_template="Q: {question}\nA:"`; only a string that starts with `{` is JSON, the rest is key=value."""
+    original = module.try_parse_json
+    if getattr(original, "_unlock_eval", False):
+        return
+
+    def try_parse_json(value):
+        if isinstance(value, str) and not value.lstrip().startswith("{"):
+            return value
+        return original(value)
+
+    try_parse_json._unlock_eval = True
+    module.try_parse_json = try_parse_json
+
+
 _CALLBACKS = {
     "lm_eval.models": _register_models,
     "lm_eval.evaluator": _quiet_pretrained_none,
+    "lm_eval._cli.utils": _key_value_args_may_hold_braces,
     "lm_eval.models.huggingface": _patch_hf,  # pretrained=<embedded name> for lm-eval's own hf model
     "lm_eval.tasks.manager": _patch_task_manager,
     "lm_eval.loggers.evaluation_tracker": _patch_tracker,

@@ -65,9 +65,9 @@ def result_files(paths: list[str | Path]) -> list[Path]:
         elif path.is_dir():
             found += sorted(path.rglob("results_*.json"))
         else:
-            raise ConfigError(f"report: {raw}: no such file or folder")
+            raise ConfigError(f"{raw}: no such file or folder")
     if not found:
-        raise ConfigError(f"report: no lm-eval results_*.json under {', '.join(map(str, paths))}")
+        raise ConfigError(f"no lm-eval results_*.json under {', '.join(map(str, paths))}")
     return found
 
 
@@ -250,7 +250,7 @@ def load_runs(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
             run.date = max(run.date, date)
             run.files.append(str(file))
     if not runs:
-        raise ConfigError("report: none of the given files holds a run unlock-eval can read")
+        raise ConfigError("none of the given files holds a run unlock-eval can read")
     return list(runs.values()), notes
 
 

@@ -105,3 +105,52 @@ def test_output_helpers(tmp_path):
     assert output_folder("--x", str(tmp_path / "new" / "deeper")) == tmp_path / "new" / "deeper"
     write_atomic(tmp_path / "a.png", b"\x89PNG")
     assert (tmp_path / "a.png").read_bytes() == b"\x89PNG" and os.listdir(tmp_path) == ["a.png"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model", "unlok", "--tasks", "arith_unlock"], "--model unlok: no such model; ours are unlock,"),
+        (["--model", "hf", "--tasks", "arith_unlock", "--output_path", "FILE"], "--output_path FILE: FILE is a file"),
+        (["--model", "hf", "--tasks", "arith_unlock", "--include_path", "MISSING"], "--include_path MISSING: no such"),
+    ],
+)
+def test_run_refuses_what_lm_eval_finds_out_late_or_never(tmp_path, capsys, monkeypatch, flags, message):
+    monkeypatch.setattr("sys.argv", ["unlock-eval"])
+    (tmp_path / "file").write_text("not a folder")
+    paths = {"FILE": str(tmp_path / "file"), "MISSING": str(tmp_path / "missing")}
+    flags = [paths.get(f, f) for f in flags]
+    for name, path in paths.items():
+        message = message.replace(name, path)
+    assert main(["run", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith(f"unlock-eval run: error: {message}") and "Traceback" not in err, err
+
+
+def test_report_out_with_a_suffix_that_names_no_format_is_refused(tmp_path, capsys, no_work):
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r.pdf")]) == 2
+    assert one_line(capsys, "report").endswith(
+        "a report is written as .md, .csv, .tex, .html, .htm; give one of those (figures: --plots FOLDER)"
+    )
+
+
+def test_sweep_limit_zero_is_refused(capsys):
+    with pytest.raises(SystemExit) as exited:  # argparse's own refusal: exit status 2
+        main(["sweep", "--model_args", "target=x", "--tasks", "arith_unlock", "--alphas", "0.1", "--limit", "0"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "unlock-eval sweep: error: argument --limit: '0': expected a number of documents >= 1 or a fraction 0-1"
+    )
+
+
+def test_model_args_may_hold_a_template_with_braces():
+    """lm-eval 0.4.13 read any --model_args holding `{` as JSON; the start-up hook keeps key=value for the rest."""
+    import argparse
+
+    from lm_eval._cli.utils import MergeDictAction
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model_args", nargs="+", action=MergeDictAction)
+    args = parser.parse_args(["--model_args", 'target=t,locked_template="Q, {question}\\nA:\\n"'])
+    assert args.model_args == {"target": "t", "locked_template": "Q, {question}\nA:\n"}
+    assert parser.parse_args(["--model_args", '{"target": "t"}']).model_args == {"target": "t"}  # JSON still

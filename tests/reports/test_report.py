@@ -237,7 +237,7 @@ def test_cli_writes_html_with_plots_and_merges_reruns(world, tmp_path, capsys, c
     capsys.readouterr()  # a folder with no results: one line, status 2
     assert main(["report", str(tmp_path / "p")]) == 2
     stderr = capsys.readouterr().err
-    assert stderr.strip() == f"unlock-eval report: error: report: no lm-eval results_*.json under {tmp_path / 'p'}"
+    assert stderr.strip() == f"unlock-eval report: error: no lm-eval results_*.json under {tmp_path / 'p'}"
     # the page itself, in a real headless browser: the table's rows render, every image has a natural size
     exe = chromium()
     probe = tmp_path / "probe.html"

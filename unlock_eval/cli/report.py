@@ -28,8 +28,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from unlock_eval.reports.html import write_page
     from unlock_eval.reports.plots import report_figures
 
-    fmt = output_format(args.format, args.out)  # every output path checked before the reading (tens of seconds)
-    out = output_file("--out", args.out) if args.out else None
+    out = output_file("--out", args.out) if args.out else None  # every output checked before the reading
+    fmt = output_format(args.format, args.out)
     plots = output_folder("--plots", args.plots) if args.plots else None
     table = report(args.results, args.baseline)
     figures = report_figures(table) if fmt == "html" or plots else []
@@ -47,12 +47,19 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+NOT_WRITTEN = (".pdf", ".png", ".svg", ".jpg", ".jpeg", ".json", ".docx", ".xlsx", ".odt", ".ods")  # never md
+
+
 def output_format(fmt: str | None, out: str | None) -> str:
     """--format, else the one --out's suffix names, else md; a --format that contradicts a known suffix (--format md
     --out r.html) is refused rather than written under the wrong name."""
     from unlock_eval.errors import ConfigError
 
     named = SUFFIXES.get(Path(out).suffix.lower()) if out else None
+    if out and not fmt and Path(out).suffix.lower() in NOT_WRITTEN:
+        raise ConfigError(
+            f"--out {out}: a report is written as {', '.join(SUFFIXES)}; give one of those (figures: --plots FOLDER)"
+        )
     if fmt and named and fmt != named:
         suffix = next(s for s, f in SUFFIXES.items() if f == fmt)
         raise ConfigError(

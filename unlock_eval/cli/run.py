@@ -21,10 +21,48 @@ def main(argv: list[str]) -> int:
 def _evaluate(argv: list[str]) -> int:
     from lm_eval.__main__ import cli_evaluate
 
+    check_flags(argv)
     sys.argv = ["lm_eval", *argv]
     with lm_eval_checks_as_config_errors():
         result = cli_evaluate()
     return result if isinstance(result, int) else 0
+
+
+def _values(argv: list[str], flag: str) -> list[str]:
+    """The values given to `flag` (`--flag v` or `--flag=v`), in order."""
+    found = []
+    for i, item in enumerate(argv):
+        if item == flag and i + 1 < len(argv):
+            found.append(argv[i + 1])
+        elif item.startswith(f"{flag}="):
+            found.append(item.split("=", 1)[1])
+    return found
+
+
+def check_flags(argv: list[str]) -> None:
+    """What lm-eval itself finds out late or not at all, one line before anything loads: a model name it does not
+    know (a traceback after the tasks are built), an --output_path it cannot write to (the results were lost with
+    exit 0), an --include_path that does not exist (reported as unknown tasks)."""
+    from pathlib import Path
+
+    import lm_eval.models  # noqa: F401 - fills the registry (ours too, through the start-up hook)
+    from lm_eval.api.registry import model_registry
+
+    from unlock_eval.errors import ConfigError
+
+    for model in _values(argv, "--model"):
+        if model not in model_registry:
+            known = ", ".join(sorted(model_registry)[:12])
+            raise ConfigError(f"--model {model}: no such model; ours are unlock, weight_transfer, logit_transfer "
+                              f"(all: {known}, ...)")  # fmt: skip
+    for path in _values(argv, "--output_path"):
+        target = Path(path).expanduser()
+        existing = next(p for p in (target, *target.parents) if p.exists())
+        if existing.is_file() and not (existing == target and target.suffix == ".json"):
+            raise ConfigError(f"--output_path {path}: {existing} is a file; give a folder (or a .json file name)")
+    for path in _values(argv, "--include_path"):
+        if not Path(path).expanduser().exists():
+            raise ConfigError(f"--include_path {path}: no such folder or file")
 
 
 @contextmanager

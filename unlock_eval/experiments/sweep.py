@@ -37,6 +37,17 @@ DEV_SIZE = {"dev": 100, "train_head": 200}  # train_head: the reference's NUM_TE
 DEV_SEED = 1234
 
 
+def _limit(value: str) -> str:
+    """lm-eval's --limit: a document count (>= 1) or a fraction of the documents (0 < f < 1), kept as typed."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not (number >= 1 and number.is_integer() or 0 < number < 1):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number of documents >= 1 or a fraction 0-1")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The sweep's own flags (`unlock-eval sweep`); every other flag goes to each lm-eval run."""
     p.add_argument("--model", default="unlock", choices=["unlock"], help="the model swept (default unlock)")
@@ -45,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alphas", help="alpha values, comma-separated (e.g. 0.05,0.1,0.2,0.5)")
     p.add_argument("--ks", help="subspace ranks, comma-separated")
     p.add_argument("--ns", help="numbers of extraction prompts, comma-separated")
-    p.add_argument("--limit", help="documents per task (lm-eval's --limit), for every run")
+    p.add_argument("--limit", type=_limit, help="documents per task (lm-eval's --limit), for every run")
     p.add_argument("--output_path", help="sweep folder (default: sweeps/<results name of the first point>)")
     p.add_argument(
         "--select-on",
