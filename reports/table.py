@@ -418,6 +418,7 @@ def provenance(table: Table) -> Provenance:
     from datetime import datetime, timezone
 
     import unlock_eval
+    from unlock_eval.method import RECORD_KEY
 
     files: dict[str, list[int]] = {}
     for i, run in enumerate(table.rows):
@@ -439,7 +440,9 @@ def provenance(table: Table) -> Provenance:
         except ValueError:
             seconds = None
         info = data.get("pretty_env_info")
+        record = config.get(RECORD_KEY) if isinstance(config.get(RECORD_KEY), dict) else {}
         software = {
+            "unlock-eval": record.get("unlock_eval_version"),
             "lm-eval": data.get("lm_eval_version"),
             "transformers": data.get("transformers_version"),
             "torch": _torch_version(info),

@@ -60,7 +60,9 @@ class MethodRecord:
             raise ValueError(f"method {self.method!r}: known methods are {', '.join(METHODS)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": SCHEMA_VERSION, **asdict(self)}
+        from unlock_eval import __version__  # the tool that made the run (the report's provenance names it)
+
+        return {"schema_version": SCHEMA_VERSION, "unlock_eval_version": __version__, **asdict(self)}
 
 
 def method_of(config: dict[str, Any], prompted: bool = False) -> str | None:

@@ -68,6 +68,9 @@ def test_cli_run_records_config_and_second_run_skips_extraction(world, tmp_path,
         folder = out / "unlock_src_to_tgt"  # named from source/target, not lm-eval's random name
         record = newest_results(folder)["config"]["unlock_eval"]
         assert record["schema_version"] == 1 and record["method"] == "unlock"
+        from unlock_eval import __version__
+
+        assert record["unlock_eval_version"] == __version__  # the report's provenance names the tool that ran it
         hp, info = record["hyperparameters"], record["details"]
         assert hp["alpha"] == 0.5 and hp["k"] == 4 and hp["n"] == 8 and hp["layers"] == "all"
         assert record["models"]["source"]["spec"] == world["src"] and record["models"]["target"]["identity"]
