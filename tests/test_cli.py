@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from unlock_eval.cli import main, output_file, output_folder
-from unlock_eval.outputs import write_atomic
+from unlock_eval.cli import main
+from unlock_eval.outputs import output_file, output_folder, write_atomic
 
 
 def write_run(folder: Path) -> None:
@@ -111,7 +111,10 @@ def test_output_helpers(tmp_path):
     ("flags", "message"),
     [
         (["--model", "unlok", "--tasks", "arith_unlock"], "--model unlok: no such model; ours are unlock,"),
-        (["--model", "hf", "--tasks", "arith_unlock", "--output_path", "FILE"], "--output_path FILE: FILE is a file"),
+        (
+            ["--model", "hf", "--tasks", "arith_unlock", "--output_path", "FILE"],
+            "--output_path FILE: FILE is a file, not a folder",
+        ),
         (["--model", "hf", "--tasks", "arith_unlock", "--include_path", "MISSING"], "--include_path MISSING: no such"),
     ],
 )

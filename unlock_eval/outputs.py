@@ -1,5 +1,6 @@
-"""Output files (report pages, figures, plots) written atomically: a temp sibling named by its writer, then a rename;
-what a killed writer left beside the file is removed by the next write."""
+"""Output paths checked before any work (`output_file`, `output_folder`) and output files (report pages, figures, plots)
+written atomically: a temp sibling named by its writer, then a rename; a killed writer's leftover goes on the next
+write."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from unlock_eval.cache import remove_stale_temps, tmp_prefix
+from unlock_eval.errors import ConfigError
 from unlock_eval.faults import crash_point
 
 
@@ -26,3 +28,31 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, stage: str = "repor
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def output_file(flag: str, path: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """A file a command is to write, checked before the command does any work: not a folder, in a folder that exists
+    and is writable, and (with `suffixes`) ending in one of them; else one line naming `flag`."""
+    file = Path(path).expanduser()
+    if suffixes and file.suffix.lower() not in suffixes:
+        raise ConfigError(f"{flag} {path}: expected a {' or '.join(suffixes)} file")
+    if file.is_dir():
+        raise ConfigError(f"{flag} {path}: a folder, not a file name")
+    folder = file.parent
+    if not folder.is_dir():
+        raise ConfigError(f"{flag} {path}: no folder {folder} (create it first)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: the folder {folder} is not writable")
+    return file
+
+
+def output_folder(flag: str, path: str) -> Path:
+    """A folder a command is to fill (created with its parents when missing), checked before any work: the path and
+    its nearest existing parent are folders, and that one is writable; else one line naming `flag`."""
+    folder = Path(path).expanduser()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {existing} is not writable")
+    return folder

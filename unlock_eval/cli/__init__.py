@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from importlib import import_module
-from pathlib import Path
 
 # name -> one line of help; the module unlock_eval.cli.<name> (behaviour: unlock_eval.cli.behaviour) does the work
 COMMANDS = {
@@ -64,36 +62,3 @@ def run_command(name: str, work) -> int:
     except ConfigError as exc:
         print(f"unlock-eval {name}: error: {exc}", file=sys.stderr)
         return 2
-
-
-# ------------------------------------------------------------------------ output paths: checked before any work
-def output_file(flag: str, path: str, suffixes: tuple[str, ...] = ()) -> Path:
-    """A file a command is to write, checked before the command does any work: not a folder, in a folder that exists
-    and is writable, and (with `suffixes`) ending in one of them; else one line naming `flag`."""
-    from unlock_eval.errors import ConfigError
-
-    file = Path(path).expanduser()
-    if suffixes and file.suffix.lower() not in suffixes:
-        raise ConfigError(f"{flag} {path}: expected a {' or '.join(suffixes)} file")
-    if file.is_dir():
-        raise ConfigError(f"{flag} {path}: a folder, not a file name")
-    folder = file.parent
-    if not folder.is_dir():
-        raise ConfigError(f"{flag} {path}: no folder {folder} (create it first)")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {path}: the folder {folder} is not writable")
-    return file
-
-
-def output_folder(flag: str, path: str) -> Path:
-    """A folder a command is to fill (created with its parents when missing), checked before any work: the path and
-    its nearest existing parent are folders, and that one is writable; else one line naming `flag`."""
-    from unlock_eval.errors import ConfigError
-
-    folder = Path(path).expanduser()
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir():
-        raise ConfigError(f"{flag} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {path}: {existing} is not writable")
-    return folder

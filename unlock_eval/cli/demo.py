@@ -12,8 +12,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from unlock_eval.cli import output_folder
     from unlock_eval.experiments.demo import Demo
+    from unlock_eval.outputs import output_folder
 
     output_folder("--output", args.output)  # a file there, or an unwritable folder: one line, before the runs
     return Demo(args).main()

@@ -33,9 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from unlock_eval.cli import output_file
     from unlock_eval.methods.unlock.diagnostics import run_diagnosis
     from unlock_eval.methods.unlock.spec import UnlockSpec
+    from unlock_eval.outputs import output_file
     from unlock_eval.reports.diagnostics_table import format_diagnosis
 
     plot = output_file("--plot", args.plot, PLOT_SUFFIXES) if args.plot else None  # before the minutes of work

@@ -21,8 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from unlock_eval.cli import output_file, output_folder
-    from unlock_eval.outputs import write_atomic
+    from unlock_eval.outputs import output_file, output_folder, write_atomic
     from unlock_eval.reports import report
     from unlock_eval.reports.formats import render
     from unlock_eval.reports.html import write_page

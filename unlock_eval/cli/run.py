@@ -49,17 +49,15 @@ def check_flags(argv: list[str]) -> None:
     from lm_eval.api.registry import model_registry
 
     from unlock_eval.errors import ConfigError
+    from unlock_eval.outputs import output_file, output_folder
 
     for model in _values(argv, "--model"):
         if model not in model_registry:
             known = ", ".join(sorted(model_registry)[:12])
             raise ConfigError(f"--model {model}: no such model; ours are unlock, weight_transfer, logit_transfer "
                               f"(all: {known}, ...)")  # fmt: skip
-    for path in _values(argv, "--output_path"):
-        target = Path(path).expanduser()
-        existing = next(p for p in (target, *target.parents) if p.exists())
-        if existing.is_file() and not (existing == target and target.suffix == ".json"):
-            raise ConfigError(f"--output_path {path}: {existing} is a file; give a folder (or a .json file name)")
+    for path in _values(argv, "--output_path"):  # lm-eval takes a folder, or a .json file name
+        (output_file if path.endswith(".json") else output_folder)("--output_path", path)
     for path in _values(argv, "--include_path"):
         if not Path(path).expanduser().exists():
             raise ConfigError(f"--include_path {path}: no such folder or file")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -25,6 +24,7 @@ from unlock_eval.errors import ConfigError
 from unlock_eval.experiments.grid import Grid, Point, base_arguments, build_grid
 from unlock_eval.experiments.selection import MODES, SelectionTasks, choose, write_selection_tasks
 from unlock_eval.model_adapters.inprocess import reuse_model_across_alphas, run_lm_eval, shared_builtin_task_index
+from unlock_eval.outputs import output_folder
 from unlock_eval.reports.html import write_page
 from unlock_eval.reports.runs import file_scores
 
@@ -240,7 +240,7 @@ class Sweep:
         self.args, self.passthrough = args, passthrough
         self.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         self.grid: Grid = build_grid(args.model_args, args.alphas, args.ks, args.ns)
-        self.out = _output_folder(Path(args.output_path or Path("sweeps") / self._default_name()).expanduser())
+        self.out = output_folder("--output_path", str(args.output_path or Path("sweeps") / self._default_name()))
         settings = {
             "model_args": base_arguments(self.grid.base),
             "tasks": self.tasks,
@@ -449,16 +449,6 @@ class Sweep:
         write_page(folder / "report.html", render(table, "html", report_figures(table), title="unlock-eval sweep"))
         print(render(table, "md"))
         self.log(f"report: {folder / 'report.md'} and {folder / 'report.html'}")
-
-
-def _output_folder(folder: Path) -> Path:
-    """--output_path, checked before anything runs: it and its nearest existing parent are folders, that one
-    writable."""
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        what = "is not writable" if existing.is_dir() else "is a file, not a folder"
-        raise ConfigError(f"--output_path {folder}: {existing} {what}")
-    return folder
 
 
 def _alpha_groups(points: list[Point]) -> list[list[Point]]:
