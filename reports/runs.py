@@ -170,15 +170,13 @@ def _cached_hub_dtype(repo_id: str) -> str | None:
     """`auto` for a hub id, read from its config.json in the local Hub cache (never downloaded)."""
     from huggingface_hub import try_to_load_from_cache
 
-    from unlock_eval.models import DTYPE_ALIASES
+    from unlock_eval.models import config_dtype
 
     try:
         path = try_to_load_from_cache(repo_id, "config.json")
-        config = json.loads(Path(path).read_text()) if isinstance(path, str) else {}
-    except Exception:  # noqa: BLE001 - not a hub id, or no cached config: unknown
+        return config_dtype(json.loads(Path(path).read_text())) if isinstance(path, str) else None
+    except Exception:  # noqa: BLE001 - not a hub id, or an unreadable cached config: unknown
         return None
-    named = config.get("dtype") or config.get("torch_dtype")
-    return DTYPE_ALIASES.get(str(named), "float32") if named else "float32"
 
 
 def _model_name(pretrained: str) -> str:

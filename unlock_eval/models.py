@@ -348,6 +348,12 @@ def checkpoint_dtype(resolved: ResolvedModel) -> str:
         config = json.loads(config_path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"model {resolved.spec!r}: cannot read its config.json ({exc})") from None
+    return config_dtype(config)
+
+
+def config_dtype(config: dict[str, Any]) -> str:
+    """The dtype a model's config.json names (`dtype`, `torch_dtype` in older configs, or its `text_config`'s), as our
+    canonical name; float32 when it names none (what transformers then loads)."""
     text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
     named = next((c.get(k) for c in (config, text_config) for k in ("dtype", "torch_dtype") if c.get(k)), None)
     return DTYPE_ALIASES.get(str(named).replace("torch.", ""), "float32") if named else "float32"

@@ -68,3 +68,13 @@ def test_a_broken_results_file_is_skipped_with_one_warning_naming_it(tmp_path, c
     shutil.rmtree(tmp_path / "base")
     shutil.rmtree(tmp_path / "other")
     assert main(["report", str(tmp_path)]) == 2  # nothing readable left: one line, status 2
+
+
+def test_a_plain_runs_dtype_is_named_only_when_it_can_be_told_offline(tmp_path):
+    from unlock_eval.reports.runs import _engine_dtype
+
+    assert _engine_dtype("bf16", "org/anything") == {"dtype": "bfloat16"}  # given: canonical
+    assert _engine_dtype(None, "gemma3-270m") == {"dtype": "float32"}  # an embedded name: its converted copy
+    assert _engine_dtype(None, "no-org/not-in-the-hub-cache") == {}  # auto, config not at hand: unknown, not float32
+    (tmp_path / "config.json").write_text('{"text_config": {"torch_dtype": "torch.bfloat16"}}')
+    assert _engine_dtype("auto", str(tmp_path)) == {"dtype": "bfloat16"}  # a local folder's config
