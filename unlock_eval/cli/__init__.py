@@ -20,6 +20,8 @@ COMMANDS = {
     "sweep": "a grid over alpha, k, n through lm-eval (resumable, --select-on dev), then the report",
     "demo": "the comparison on the embedded pair: five methods through lm-eval, the table and HTML report",
     "diagnose": "will a transfer work? held-out R², CKA, cosine with the native key, per layer",
+    "pack": "write a capability pack (a transferred key with its provenance) or a llama.cpp control vector; "
+    "pack inspect / pack compare",
     "args": "list the model_args of one of our lm-eval models, with their defaults",
     "cache": "list or prune the artifact cache (models, states, keys, maps)",
 }

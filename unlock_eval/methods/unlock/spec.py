@@ -8,6 +8,8 @@ from unlock_eval.data import prompts
 from unlock_eval.errors import ConfigError
 from unlock_eval.methods.spec import PromptTemplates, TransferModels, _positive_int
 from unlock_eval.methods.unlock import align, masterkey
+from unlock_eval.methods.unlock.pack import check_pack_name
+from unlock_eval.methods.unlock.profiles import PROFILE_HELP, parse_profile
 from unlock_eval.methods.unlock.steer import DEFAULT_ALPHA, DEFAULT_MODE, MODES, check_alpha, check_mode
 from unlock_eval.models import canonical_dtype
 from unlock_eval.params import as_float, as_given, as_index_list, param
@@ -79,6 +81,44 @@ def _alphas(name: str, value: object) -> list[float]:
     if not values:
         raise ConfigError(f"{name}={value!r}: expected alphas like 0.1;0.2;0.5")
     return list(dict.fromkeys(values))
+
+
+def _pack_paths(name: str, value: object) -> list[str]:
+    """Capability pack files as typed on a command line: one path, or several as a.safetensors;b.safetensors."""
+    parts = value if isinstance(value, (list, tuple)) else str(value).split(";")
+    paths = [str(part).strip() for part in parts if str(part).strip()]
+    if not paths:
+        raise ConfigError(f"{name}={value!r}: expected a pack file, or several as a.safetensors;b.safetensors")
+    for path in paths:
+        check_pack_name(path, name)
+    return paths
+
+
+def _weights(name: str, value: object) -> list[float]:
+    parts = value if isinstance(value, (list, tuple)) else str(value).strip().strip("[]").replace(";", " ").split()
+    weights = [as_float(name, part) for part in parts]
+    if not weights:
+        raise ConfigError(f"{name}={value!r}: expected one weight per pack, as 0.5;0.5")
+    return weights
+
+
+KEY_TARGET_CHECKS = {
+    "identity": "the target must be the model the pack was made for (its content hash), and of its shape",
+    "shape": "any target of the pack's decoder layer count and hidden size (a fine-tune of it, another copy)",
+}
+
+
+def _check_key_target_check(value: str) -> None:
+    if value not in KEY_TARGET_CHECKS:
+        raise ConfigError(f"key_target_check={value!r}: allowed values are {', '.join(KEY_TARGET_CHECKS)}")
+
+
+# what a capability pack fixed when it was made: not arguments of a run that steers with one (key=)
+PACK_FIXED = (
+    "source", "source_locked", "source_revision", "capability", "locked_template", "unlocked_template",
+    "shared_template", "k", "n", "aggregator", "layer_map", "extract_from", "key_dtype", "align_dtype", "pca_sign",
+    "extract_batch_size", "source_layers_path",
+)  # fmt: skip
 
 
 def _layer_map(name: str, value: object) -> str | list[int]:
@@ -160,6 +200,21 @@ class UnlockSpec(PromptTemplates, TransferModels):
         "unpadded, as the reference; in bf16 left padding moves the states)",
         _positive_int,
     )
+    key: list[str] | None = param(
+        None,
+        "capability pack(s) to steer with instead of extracting (unlock-eval pack makes them; no source is loaded): "
+        "a.safetensors, or several composed as a.safetensors;b.safetensors",
+        _pack_paths,
+    )
+    key_weights: list[float] | None = param(
+        None, "with several packs: the weight of each, as 0.7;0.3 (default 1 each; the directions are summed)", _weights
+    )
+    key_target_check: str = param(
+        "identity",
+        "identity (default: the pack's target model only) or shape (any target of its layer count and hidden size)",
+        check=_check_key_target_check,
+    )
+    alpha_profile: str | list[float] | None = param(None, PROFILE_HELP, parse_profile)
     layers_path: str | None = param(None, "dotted path to the target's decoder layers; default: looked up")
     source_layers_path: str | None = param(None, "the same for source and source_locked (if not the target)")
 
@@ -189,7 +244,15 @@ class UnlockSpec(PromptTemplates, TransferModels):
             raise ConfigError(
                 "source_layers_path: the source is the target here (native steering), so layers_path applies to it"
             )
-        if self.layers == "aligned" and self.target in (self.source, self.source_locked):
+        if self.key_weights is not None and (self.key is None or len(self.key_weights) != len(self.key)):
+            packs = len(self.key or [])
+            raise ConfigError(f"key_weights: {len(self.key_weights)} weights for {packs} packs in key= (one each)")
+        if self.key is not None and self.arithmetic == "model" and (len(self.key) > 1 or self.key_weights):
+            raise ConfigError(
+                "arithmetic=model injects one key as the reference's code does; composing packs (several in key=, "
+                "or key_weights) needs arithmetic=float32"
+            )
+        if self.layers == "aligned" and self.key is None and self.target in (self.source, self.source_locked):
             raise ConfigError(
                 "layers=aligned selects the layers where a transferred key is trustworthy; here the source is the "
                 "target (native steering: nothing is transferred), so give layers=all or a list"

@@ -48,16 +48,26 @@ def push_along(x: torch.Tensor, r: torch.Tensor, alpha) -> torch.Tensor:
     return x + alpha * x.norm(dim=-1, keepdim=True) * r
 
 
-def unit_directions(key: MasterKey, layers: Sequence[int], arithmetic: str = "float32") -> dict[int, torch.Tensor]:
+def unit_vector(vector: torch.Tensor) -> torch.Tensor | None:
+    """vector/||vector|| in float64 (None for a zero vector): the one normalisation steering and composition share."""
+    v = vector.double()
+    norm = float(v.norm())
+    return None if norm == 0.0 else v / norm
+
+
+def unit_directions(
+    key: MasterKey, layers: Sequence[int], arithmetic: str = "float32", normalize: bool = True
+) -> dict[int, torch.Tensor]:
     """The direction of each of `layers` where the key is not zero (a zero layer is not steered): r/||r|| (float32,
     normalised in float64); with `arithmetic="model"` the key's own float32 vector, which `steer_rows` casts to the
-    stream's dtype and normalises there, as the reference does."""
+    stream's dtype and normalises there, as the reference does; with `normalize=False` the key's vector as it is (a
+    composition of packs, already a weighted sum of unit directions)."""
     directions = {}
     for l in layers:
-        v = key.vectors[l].double()
-        norm = float(v.norm())
-        if norm != 0.0:
-            directions[l] = key.vectors[l].clone() if arithmetic == "model" else (v / norm).float()
+        unit = unit_vector(key.vectors[l])
+        if unit is not None:
+            keep = arithmetic == "model" or not normalize
+            directions[l] = key.vectors[l].clone() if keep else unit.float()
     return directions
 
 
@@ -128,6 +138,8 @@ def steer(
     layers: Sequence[int] | None = None,
     layers_path: str | None = None,
     arithmetic: str = "float32",
+    normalize: bool = True,
+    layer_alphas: dict[int, float] | None = None,
 ) -> Iterator[Steering]:
     """Steer `model` with `key` inside the block; hooks are removed on exit, also on exceptions.
 
@@ -136,7 +148,9 @@ def steer(
     additive_all: at every position of every forward pass: h <- h + alpha * ||h|| * r/||r||
 
     `alpha` is one number, or a 1-D tensor with one alpha per batch row (the same formulas row by row: one batch
-    then carries several alpha points of a sweep). `arithmetic`: see `steer_rows`.
+    then carries several alpha points of a sweep). `arithmetic`: see `steer_rows`; `normalize=False` steers with the
+    key's vectors as they are (see `unit_directions`). `layer_alphas` (layer -> factor) scales alpha per layer: layer l
+    is steered at alpha * layer_alphas[l]; a layer at factor 0 is not steered.
     """
     check_mode(mode)
     alpha = _row_alphas(alpha) if isinstance(alpha, torch.Tensor) else check_alpha(alpha)
@@ -154,7 +168,7 @@ def steer(
     handle = Steering(mode=mode, alpha=alpha, layers=chosen)
     hooks = []
 
-    def make_hook(direction: torch.Tensor):
+    def make_hook(direction: torch.Tensor, factor: float | None):
         per_device: dict[torch.device, torch.Tensor] = {}
         alpha_per_device: dict[torch.device, torch.Tensor] = {}
 
@@ -164,6 +178,8 @@ def steer(
             if r is None:
                 r = per_device[h.device] = direction.to(h.device)
             a = _per_row(alpha, h, alpha_per_device)  # a scalar, or [batch, 1]
+            if factor is not None:
+                a = a * factor
             if mode == "prefill_last":
                 if not _is_prefill(h, kwargs):
                     return None
@@ -181,8 +197,10 @@ def steer(
         return hook
 
     try:
-        directions = unit_directions(key, chosen, arithmetic)
+        directions = unit_directions(key, chosen, arithmetic, normalize)
         handle.skipped_layers = [l for l in chosen if l not in directions]
+        if layer_alphas is not None:
+            directions = {l: d for l, d in directions.items() if layer_alphas.get(l, 1.0) != 0.0}
         for l, unit in directions.items():
             layer = decoder_layers[l]
             param = next(layer.parameters(), None)
@@ -191,7 +209,8 @@ def steer(
             device = param.device if param is not None and param.device.type != "meta" else torch.device("cpu")
             direction = unit.to(device)
             # prepend: run before other hooks (transformers' output_hidden_states recorder) so they see steered states
-            hooks.append(layer.register_forward_hook(make_hook(direction), with_kwargs=True, prepend=True))
+            factor = None if layer_alphas is None else layer_alphas.get(l, 1.0)
+            hooks.append(layer.register_forward_hook(make_hook(direction, factor), with_kwargs=True, prepend=True))
         if handle.skipped_layers:
             logger.warning("steer: key is zero at layers %s; those layers are not steered", handle.skipped_layers)
         yield handle

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -21,8 +22,9 @@ from unlock_eval.methods.spec import TransferModels
 from unlock_eval.methods.unlock.diagnostics import verdict
 from unlock_eval.methods.unlock.diagnostics_cache import cached_diagnostics
 from unlock_eval.methods.unlock.extractor import Extractor, UnlockArtifacts, build_unlock
+from unlock_eval.methods.unlock.profiles import layer_factors
 from unlock_eval.methods.unlock.spec import UnlockSpec
-from unlock_eval.methods.unlock.steer import Steering, steer
+from unlock_eval.methods.unlock.steer import Steering, steer, unit_directions
 
 
 @dataclass
@@ -38,6 +40,8 @@ class SteeringSetup:
     extraction_forward_passes: int
     subspace_decompositions: int
     dtypes: dict[str, Any]  # the concrete dtype of each stage: evaluation, key (per model), alignment (per model)
+    normalize: bool = True  # False: the key is a composition of packs, steered with as it is (steer.unit_directions)
+    packs: list = field(default_factory=list)  # the capability packs steered with (key=): pack_steering.PackUse
 
     @classmethod
     def build(
@@ -78,7 +82,20 @@ class SteeringSetup:
         spec's own checks, so nothing is parsed again; nothing is built (0 passes)."""
         spec = copy.copy(self.spec)
         spec.alpha, spec.share_alphas = alpha, share_alphas
-        return SteeringSetup(spec, self.artifacts, self.diagnostics, self.layers, self.identities, 0, 0, self.dtypes)
+        return dataclasses.replace(self, spec=spec, extraction_forward_passes=0, subspace_decompositions=0)
+
+    def layer_factors(self) -> dict[int, float] | None:
+        """alpha_profile's factor per target layer (None: alpha everywhere)."""
+        profile = self.spec.alpha_profile
+        return None if profile is None else layer_factors(profile, self.artifacts.target_key.num_layers)
+
+    def directions(self) -> dict[int, torch.Tensor]:
+        """What each steered layer steers along (steer.unit_directions); layers at factor 0 are left out."""
+        key = self.artifacts.target_key
+        chosen = self.layers if self.layers is not None else list(range(key.num_layers))
+        factors = self.layer_factors() or {}
+        directions = unit_directions(key, chosen, self.spec.arithmetic, self.normalize)
+        return {layer: d for layer, d in directions.items() if factors.get(layer, 1.0) != 0.0}
 
     def fingerprint(self, alpha: float | None = None) -> str:
         """What makes one steered configuration's answers (its --use_cache table is named after this)."""
@@ -95,6 +112,10 @@ class SteeringSetup:
         for name, ours in (("arithmetic", "float32"), ("max_new_tokens", None), ("stop_strings", "task")):
             if getattr(spec, name) != ours:
                 parts[name] = getattr(spec, name)
+        if spec.alpha_profile is not None:
+            parts["alpha_profile"] = spec.alpha_profile
+        if self.packs:  # a run with packs has its own table (named by their content and weights)
+            parts["packs"] = [[use.sha256, use.weight] for use in self.packs]
         return fingerprint(parts)
 
     @contextmanager
@@ -103,12 +124,19 @@ class SteeringSetup:
         spec = self.spec
         alpha = spec.alpha if alpha is None else alpha
         key = self.artifacts.target_key
-        with steer(model, key, alpha, spec.mode, self.layers, spec.layers_path, spec.arithmetic) as handle:
+        factors = self.layer_factors()
+        with steer(
+            model, key, alpha, spec.mode, self.layers, spec.layers_path, spec.arithmetic, self.normalize, factors
+        ) as handle:
             handle.positions = positions
             yield handle
 
     def record(self, setup_seconds: float) -> MethodRecord:
         """The results file's method record of this run."""
+        if self.packs:
+            from unlock_eval.methods.unlock.pack_steering import pack_record
+
+            return pack_record(self, setup_seconds)
         spec, art = self.spec, self.artifacts
         roles = {"target": spec.target, "source": spec.source, "source_locked": spec.source_locked}
         models = set(params.names(TransferModels))

@@ -92,6 +92,7 @@ class LayerSteering:
         mode: str,
         layers_path: str | None,
         arithmetic: str = "float32",
+        factors: dict[int, float] | None = None,
     ):
         self.runner, self.mode, self.arithmetic = runner, mode, arithmetic
         self.plan = StepPlan()
@@ -101,14 +102,15 @@ class LayerSteering:
         decoder_layers = find_decoder_layers(model, layers_path)
         self.hooks = [model.register_forward_pre_hook(self._plan, with_kwargs=True)]
         for layer, direction in directions.items():
-            self.hooks.append(decoder_layers[layer].register_forward_hook(self._steer_with(direction)))
+            factor = (factors or {}).get(layer)
+            self.hooks.append(decoder_layers[layer].register_forward_hook(self._steer_with(direction, factor)))
 
     def _plan(self, _module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
         tokens = ids if ids is not None else kwargs.get("inputs_embeds")
         self.plan = plan_step(self.runner, self.mode, tokens.shape[0]).to(tokens.device)
 
-    def _steer_with(self, direction: torch.Tensor):
+    def _steer_with(self, direction: torch.Tensor, factor: float | None = None):
         cache: dict[torch.device, torch.Tensor] = {}
 
         def hook(_module, _args, output):
@@ -122,10 +124,11 @@ class LayerSteering:
                 r = cache[stream.device] = direction.to(stream.device)
             steered = stream.clone()
             if plan.token_alphas is not None:
-                a = plan.token_alphas
+                a = plan.token_alphas if factor is None else plan.token_alphas * factor
                 steered[: a.shape[0]] = steer_rows(stream[: a.shape[0]], r, a, False, self.arithmetic)
             else:
-                steered[plan.rows] = steer_rows(stream[plan.rows], r, plan.row_alphas, True, self.arithmetic)
+                a = plan.row_alphas if factor is None else plan.row_alphas * factor
+                steered[plan.rows] = steer_rows(stream[plan.rows], r, a, True, self.arithmetic)
                 self.steered.update(plan.requests)
             self.steered_rows += plan.count
             if residual is None:
@@ -151,10 +154,12 @@ class SteeringWorkerExtension:
         num_layers: int | None = None,
         hidden_size: int | None = None,
         arithmetic: str = "float32",
+        factors: dict[int, float] | None = None,
     ) -> int:
         """Hook the layers in `directions` (layer -> direction, see steer.unit_directions) of a model of `num_layers`
-        decoder layers and `hidden_size` (checked when given), steering with `arithmetic` (steer.steer_rows); returns
-        how many layers this worker hooks."""
+        decoder layers and `hidden_size` (checked when given), steering with `arithmetic` (steer.steer_rows) at each
+        request's alpha times `factors[layer]` (when given: alpha per layer); returns how many layers this worker
+        hooks."""
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: allowed values are {', '.join(MODES)}")
         runner = self.model_runner
@@ -173,7 +178,8 @@ class SteeringWorkerExtension:
         self.unlock_remove_steering()
         dtype = torch.float32
         vectors = {int(layer): torch.tensor(vector, dtype=dtype) for layer, vector in directions.items()}
-        self._unlock_steering = LayerSteering(runner, vectors, mode, layers_path, arithmetic)
+        factors = {int(layer): float(f) for layer, f in (factors or {}).items()}
+        self._unlock_steering = LayerSteering(runner, vectors, mode, layers_path, arithmetic, factors)
         return len(vectors)
 
     def unlock_remove_steering(self) -> None:
