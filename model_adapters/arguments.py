@@ -92,8 +92,15 @@ def parse_model_args(
 
 def parse_unlock_model_args(kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """`--model unlock`'s model_args: the spec, and the rest checked as the chosen backend's engine arguments."""
-    from unlock_eval.methods.unlock.spec import UnlockSpec
+    from unlock_eval.methods.unlock.spec import PACK_FIXED, UnlockSpec
 
+    if kwargs.get("key") not in (None, ""):
+        fixed = [name for name in PACK_FIXED if kwargs.get(name) not in (None, "")]
+        if fixed:
+            raise ConfigError(
+                f"{', '.join(fixed)}: fixed by the capability pack in key= when it was made (unlock-eval pack inspect "
+                "shows them); a run with key= chooses alpha, mode, layers, alpha_profile and key_weights"
+            )
     if str(kwargs.get("backend", "hf")).strip() == "vllm":
         return parse_model_args(UnlockSpec, "unlock", kwargs, vllm_keys(), "vLLM", VLLM_ARGS_HELP)
     return parse_model_args(UnlockSpec, "unlock", kwargs)

@@ -14,7 +14,10 @@ from lm_eval.api.model import CacheHook
 from unlock_eval.data.prompts import extraction_mismatch, load_questions
 from unlock_eval.methods.unlock.spec import UnlockSpec
 from unlock_eval.methods.unlock.steering import SteeringSetup
-from unlock_eval.model_adapters.arguments import resolve_role
+from unlock_eval.layers import find_decoder_layers, hidden_size
+from unlock_eval.methods.unlock.pack_steering import check_shape, check_target, load_packs, setup_from_packs
+from unlock_eval.model_adapters.arguments import parse_unlock_model_args, resolve_role
+from unlock_eval.models import concrete_dtype
 from unlock_eval.model_adapters.base import PROMPT_PASS_GEN_KWARGS, RecordedRun, TransferLM, refuse_gen_kwargs
 from unlock_eval.model_adapters.shared_alphas import SharedPass
 
@@ -88,11 +91,23 @@ class UnlockLM(SteeredRun, TransferLM):
             return UnlockVLLM(**kwargs)
         return super().__new__(cls)
 
+    def _parse(self, kwargs: dict[str, Any]):
+        return parse_unlock_model_args(kwargs)
+
     def __init__(self, **kwargs: Any) -> None:
         t0 = time.perf_counter()
         spec, hf_kwargs = self._parse(kwargs)
-        questions = load_questions(spec.extract_from, spec.n)  # data errors before any model is loaded
         target = resolve_role("target", spec.target, hf_kwargs.get("revision"), spec.cache_dir)
+        if spec.key is not None:  # capability packs: no source, no extraction data
+            uses = load_packs(spec)
+            check_target(uses, spec, target.identity)
+            self._start(target.pretrained, hf_kwargs)
+            self.tokenizer.padding_side = "left"
+            check_shape(uses, spec, len(find_decoder_layers(self.model, spec.layers_path)), hidden_size(self.model))
+            dtype = concrete_dtype(hf_kwargs["dtype"], target)
+            self._use(setup_from_packs(spec, uses, target.identity, dtype), time.perf_counter() - t0)
+            return
+        questions = load_questions(spec.extract_from, spec.n)  # data errors before any model is loaded
         self._start(target.pretrained, hf_kwargs)
         self.tokenizer.padding_side = "left"
         steering = SteeringSetup.build(

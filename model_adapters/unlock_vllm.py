@@ -13,6 +13,7 @@ import torch
 
 from unlock_eval.data.prompts import load_questions
 from unlock_eval.layers import layer_indices
+from unlock_eval.methods.unlock.pack_steering import check_shape, check_target, load_packs, setup_from_packs
 from unlock_eval.methods.unlock.steering import SteeringSetup
 from unlock_eval.methods.unlock.vllm_steering import ALPHA, POSITION
 from unlock_eval.model_adapters.arguments import parse_unlock_model_args, resolve_role
@@ -22,6 +23,7 @@ from unlock_eval.model_adapters.vllm_engine import (
     VLLM,
     check_engine_kwargs,
     engine_record,
+    hidden_size_of,
     install_steering,
     num_layers_of,
     shutdown,
@@ -41,20 +43,27 @@ class UnlockVLLM(SteeredRun, VLLM):
         t0 = time.perf_counter()
         spec, engine_kwargs = parse_unlock_model_args(kwargs)
         check_engine_kwargs(engine_kwargs)
-        questions = load_questions(spec.extract_from, spec.n)  # data errors before any model is loaded
+        uses = load_packs(spec) if spec.key is not None else None
+        questions = load_questions(spec.extract_from, spec.n) if uses is None else []  # data errors before loading
         target = resolve_role("target", spec.target, engine_kwargs.get("revision"), spec.cache_dir)
         # `auto` is the checkpoint's dtype, as on HF (vLLM's own `auto` would run a float32 checkpoint in float16)
         engine_kwargs["dtype"] = concrete_dtype(engine_kwargs["dtype"], target)
+        num_layers = num_layers_of(target.pretrained)
         if isinstance(spec.layers, list):
-            layer_indices(spec.layers, num_layers_of(target.pretrained), "the target")
-        steering = SteeringSetup.build(
-            spec,
-            questions,
-            dtype=engine_kwargs["dtype"],
-            device="cuda" if torch.cuda.is_available() else "cpu",
-            progress=True,
-            target_revision=engine_kwargs.get("revision"),
-        )
+            layer_indices(spec.layers, num_layers, "the target")
+        if uses is not None:  # capability packs: no source, no extraction data
+            check_target(uses, spec, target.identity)
+            check_shape(uses, spec, num_layers, hidden_size_of(target.pretrained))
+            steering = setup_from_packs(spec, uses, target.identity, engine_kwargs["dtype"])
+        else:
+            steering = SteeringSetup.build(
+                spec,
+                questions,
+                dtype=engine_kwargs["dtype"],
+                device="cuda" if torch.cuda.is_available() else "cpu",
+                progress=True,
+                target_revision=engine_kwargs.get("revision"),
+            )
         gc.collect()  # the extraction's models go before vLLM sizes its KV cache
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

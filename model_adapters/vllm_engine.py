@@ -10,7 +10,6 @@ from typing import Any
 import torch
 
 from unlock_eval.errors import ConfigError
-from unlock_eval.methods.unlock.steer import unit_directions
 from unlock_eval.methods.unlock.steering import SteeringSetup
 from unlock_eval.methods.unlock.vllm_steering import WORKER_EXTENSION
 
@@ -107,15 +106,23 @@ def num_layers_of(pretrained: str) -> int:
     return AutoConfig.from_pretrained(pretrained).get_text_config().num_hidden_layers
 
 
+def hidden_size_of(pretrained: str) -> int:
+    """The target's hidden size from its config (no weights read)."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(pretrained).get_text_config().hidden_size
+
+
 def install_steering(llm, steering: SteeringSetup, layers_path: str | None) -> list[int]:
-    """Hook the steered layers on every worker of `llm` (vllm.LLM); returns them. Zero-key layers are not hooked."""
+    """Hook the steered layers on every worker of `llm` (vllm.LLM); returns them. Layers where the key is zero, or
+    alpha_profile's factor is 0, are not hooked."""
     key = steering.artifacts.target_key
-    chosen = steering.layers if steering.layers is not None else list(range(key.num_layers))
+    factors = steering.layer_factors()
+    directions = {layer: vector.tolist() for layer, vector in steering.directions().items()}
     arithmetic = steering.spec.arithmetic
-    directions = {layer: unit.tolist() for layer, unit in unit_directions(key, chosen, arithmetic).items()}
     hooked = llm.collective_rpc(
         "unlock_install_steering",
-        args=(directions, steering.spec.mode, layers_path, key.num_layers, key.hidden_size, arithmetic),
+        args=(directions, steering.spec.mode, layers_path, key.num_layers, key.hidden_size, arithmetic, factors),
     )
     if any(count != len(directions) for count in hooked):
         raise RuntimeError(f"unlock (vLLM): workers hooked {hooked} layers, expected {len(directions)} each")

@@ -13,9 +13,12 @@ from unlock_eval.method import RECORD_KEY, method_of
 
 logger = logging.getLogger("unlock_eval.reports")
 METRIC_PREFERENCE = ("acc", "exact_match", "acc_norm")  # the column's score: the first one a task reports
-HYPER_KEYS = ("alpha", "k", "n", "aggregator", "mode", "layers", "lam", "capability", "protocol", "dtype")
+HYPER_KEYS = (
+    "alpha", "k", "n", "aggregator", "mode", "layers", "lam", "capability", "protocol", "dtype", "alpha_profile",
+    "key_weights",
+)  # fmt: skip
 # shown as columns only where the rows differ in them (each row's identity always includes them)
-VARYING_KEYS = ("protocol", "dtype")
+VARYING_KEYS = ("protocol", "dtype", "alpha_profile", "key_weights")
 
 
 @dataclass
