@@ -15,6 +15,9 @@ def _short(spec: str) -> str:
 
 def unlock_run_name(model_args: dict[str, Any]) -> str:
     target = str(model_args.get("target", "unknown"))
+    if model_args.get("key"):  # capability packs, named by their files
+        packs = "+".join(Path(p.strip()).stem for p in str(model_args["key"]).split(";") if p.strip())
+        return f"unlock_pack_{packs}_to_{_short(target)}"
     source = str(model_args.get("source", target))
     return f"unlock_native_{_short(target)}" if source == target else f"unlock_{_short(source)}_to_{_short(target)}"
 

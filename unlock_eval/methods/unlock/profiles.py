@@ -23,7 +23,11 @@ def parse_profile(name: str, value: object) -> str | list[float]:
         return value.strip()
     if isinstance(value, str) and any(c.isalpha() for c in value.replace("e", "").replace("E", "")):
         raise ConfigError(f"{name}={value!r}: allowed profiles are {', '.join(PROFILES)}, or factors as 1;0.5;0")
-    parts = value if isinstance(value, (list, tuple)) else str(value).strip().strip("[]").replace(";", " ").split()
+    parts = (
+        value
+        if isinstance(value, (list, tuple))
+        else str(value).strip().strip("[]").replace(";", " ").replace(",", " ").split()
+    )
     factors = [as_float(name, part) for part in parts]
     if not factors:
         raise ConfigError(f"{name}={value!r}: expected a profile ({', '.join(PROFILES)}) or factors as 1;0.5;0")

@@ -76,7 +76,11 @@ def _layers(name: str, value: object) -> list[int] | str | None:
 
 def _alphas(name: str, value: object) -> list[float]:
     """Alphas as typed on a command line (`0.1;0.2;0.5`, `[0.1,0.2]`) or a list: each a finite number."""
-    parts = value if isinstance(value, (list, tuple)) else str(value).strip().strip("[]").replace(";", " ").split()
+    parts = (
+        value
+        if isinstance(value, (list, tuple))
+        else str(value).strip().strip("[]").replace(";", " ").replace(",", " ").split()
+    )
     values = [as_float(name, part) for part in parts]
     if not values:
         raise ConfigError(f"{name}={value!r}: expected alphas like 0.1;0.2;0.5")
@@ -95,7 +99,11 @@ def _pack_paths(name: str, value: object) -> list[str]:
 
 
 def _weights(name: str, value: object) -> list[float]:
-    parts = value if isinstance(value, (list, tuple)) else str(value).strip().strip("[]").replace(";", " ").split()
+    parts = (
+        value
+        if isinstance(value, (list, tuple))
+        else str(value).strip().strip("[]").replace(";", " ").replace(",", " ").split()
+    )
     weights = [as_float(name, part) for part in parts]
     if not weights:
         raise ConfigError(f"{name}={value!r}: expected one weight per pack, as 0.5;0.5")

@@ -43,6 +43,9 @@ class SteeringSetup:
     normalize: bool = True  # False: the key is a composition of packs, steered with as it is (steer.unit_directions)
     packs: list = field(default_factory=list)  # the capability packs steered with (key=): pack_steering.PackUse
 
+    def __post_init__(self) -> None:
+        self.layer_factors()  # alpha_profile checked against the target's layers at start-up, not at the first request
+
     @classmethod
     def build(
         cls,
