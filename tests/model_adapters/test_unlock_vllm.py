@@ -128,9 +128,48 @@ def test_share_alphas_answers_reach_the_other_alphas_run_through_the_cache(backe
     assert fresh["config"]["unlock_eval"]["hyperparameters"]["alpha"] == 0.5
 
 
+@pytest.fixture(scope="module")
+def embedded_pack(embedded_pair, tmp_path_factory):
+    """The pair's capability pack (PAIR's transfer, from the warm cache)."""
+    from unlock_eval.experiments.packs import pack_from_model_args
+
+    path = tmp_path_factory.mktemp("pack") / "cot.safetensors"
+    args = ",".join(f"{k}={v}" for k, v in PAIR.items() if k != "alpha")
+    pack_from_model_args(args + ",device=cpu").save(path)
+    return str(path)
+
+
 @pytest.mark.slow
-def test_a_failed_start_leaves_no_engine_process(embedded_pair, monkeypatch):
-    """The engine core in its own process (vLLM's default): a failure after it started stops it."""
+def test_composed_packs_and_alpha_profile_steer_the_workers_like_the_key(backends, embedded_pack, lm_eval_index):
+    """A pack with itself at 0.5 + 0.5 and a flat alpha_profile, installed on the running engine's workers (the
+    directions and per-layer factors they are sent): the answers of the key itself, to the last token."""
+    from unlock_eval.methods.unlock.pack_steering import load_packs, setup_from_packs
+    from unlock_eval.methods.unlock.spec import UnlockSpec
+    from unlock_eval.model_adapters.vllm_engine import install_steering
+
+    lm = backends["vllm"]
+    original = lm.steering
+    expected = answers(evaluate(lm, ["arith_unlock"], limit=4, gen_kwargs="max_gen_toks=16"), "arith_unlock")
+    spec = UnlockSpec(target=PAIR["target"], key=[embedded_pack] * 2, key_weights=[0.5, 0.5], alpha=0.1,
+                      alpha_profile=[1.0] * 18, backend="vllm")  # fmt: skip
+    uses = load_packs(spec)
+    try:
+        setup = setup_from_packs(spec, uses, original.identities[PAIR["target"]], "float32")
+        assert not setup.normalize and setup.layer_factors() == dict.fromkeys(range(18), 1.0)
+        lm.steered_layers = install_steering(lm.model, setup, None)
+        lm._use(setup, 0.0)
+        composed = evaluate(lm, ["arith_unlock"], limit=4, gen_kwargs="max_gen_toks=16")
+    finally:
+        lm.steered_layers = install_steering(lm.model, original, None)
+        lm._use(original, 0.0)
+    assert answers(composed, "arith_unlock") == expected
+    assert composed["config"]["unlock_eval"]["details"]["packs"][0]["weight"] == 0.5
+
+
+@pytest.mark.slow
+def test_a_failed_start_leaves_no_engine_process(embedded_pack, monkeypatch):
+    """The engine core in its own process (vLLM's default): a failure after it started stops it. The run steers with
+    a pack (key=): the engine starts with no source model and no extraction data."""
     pytest.importorskip("vllm", exc_type=ImportError)
     psutil = pytest.importorskip("psutil")
     from unlock_eval.model_adapters import unlock_vllm
@@ -141,8 +180,11 @@ def test_a_failed_start_leaves_no_engine_process(embedded_pair, monkeypatch):
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
     monkeypatch.setattr(unlock_vllm, "install_steering", broken)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
+    monkeypatch.setenv("UNLOCK_EVAL_DATA_DIR", "/nonexistent")  # a pack needs no extraction data
+    from unlock_eval.model_adapters.unlock import UnlockLM
+
     with pytest.raises(RuntimeError, match="hook install failed"):
-        unlock(backend="vllm", max_model_len=512)
+        UnlockLM(target=PAIR["target"], key=embedded_pack, dtype="float32", backend="vllm", max_model_len=512)
     new = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
 
     def engine(process) -> bool:

@@ -1,15 +1,15 @@
 """Export of per-layer steering vectors as a llama.cpp control vector GGUF (`--control-vector-scaled FILE:SCALE`)."""
 
-# The layout, as llama.cpp reads it (ggml-org/llama.cpp) and repeng writes it (vgel/repeng repeng/extract.py
-# ControlVector.export_gguf/import_gguf): general.architecture "controlvector", controlvector.model_hint (str; no loader
-# checks it) and controlvector.layer_count (int; no loader reads it), one F32 1-D tensor "direction.N" of n_embd per
-# steered layer. common/common.cpp common_control_vector_load_one rejects a non-F32, non-1-D, mis-sized, unparsable or
-# "direction.0" tensor (and the whole file with it), scales each by SCALE and sums files; a missing N is zero.
-# src/llama-adapter.cpp llama_adapter_cvec: tensors[0] is always null, apply() puts direction.N into tensors[N], and
-# apply_to(cur, il) adds tensors[il] to `cur` (every position) where each src/models/*.cpp calls
-# build_cvec(cur, il) at the end of block il of `for (il = 0; il < n_layer; ++il)`, i.e. on the output of 0-based block
-# il (cb "l_out"). So direction.N steers the output of 0-based decoder layer N - the layer our forward hooks on
-# decoder_layers[N] steer, and repeng's directions[N] (ControlModule wraps layers[N]) - and layer 0 cannot be steered.
+# Layout (ggml-org/llama.cpp; vgel/repeng repeng/extract.py ControlVector.export_gguf writes the same):
+# general.architecture "controlvector", controlvector.model_hint and controlvector.layer_count (no loader reads either),
+# one 1-D F32 tensor "direction.N" of n_embd per steered layer. common/common.cpp common_control_vector_load_one puts
+# direction.N * SCALE at row N-1 (a missing N is zero) and drops the whole file, running unsteered, on a non-F32,
+# non-1-D, mis-sized or "direction.0" tensor. src/llama-adapter.cpp llama_adapter_cvec: tensors[0] is null, apply()
+# sets tensors[N] from row N-1, apply_to(cur, il) adds tensors[il] at every position, and src/models/*.cpp call
+# build_cvec(cur, il) at the end of block il of `for (il = 0; il < n_layer; ++il)`. So direction.N steers the output of
+# 0-based decoder layer N, the layer our hooks on decoder_layers[N] steer (and repeng's directions[N]); layer 0 cannot
+# be steered. Checked with llama-eval-callback (the llama.cpp in llama-cpp-python 0.3.36): direction.5 moved l_out-5,
+# and no earlier l_out, by exactly SCALE * vector.
 from __future__ import annotations
 
 import os
@@ -82,15 +82,13 @@ def read_control_vector(path) -> tuple[str, int, dict[int, torch.Tensor]]:
     checks it."""
     try:
         reader = gguf.GGUFReader(path)
-        fields = {
-            key: reader.get_field(key) for key in ("general.architecture", f"{ARCH}.model_hint", f"{ARCH}.layer_count")
-        }
     except Exception as e:  # the reader raises what the bytes provoke: ValueError, IndexError, struct/OS errors
         raise ConfigError(f"control vector {path}: not a readable GGUF file ({e})") from e
-    values = {key: field.contents() if field is not None else None for key, field in fields.items()}
-    if values["general.architecture"] != ARCH:
-        raise ConfigError(f"control vector {path}: architecture {values['general.architecture']!r}, not {ARCH!r}")
-    if values[f"{ARCH}.model_hint"] is None or values[f"{ARCH}.layer_count"] is None:
+    keys = ("general.architecture", f"{ARCH}.model_hint", f"{ARCH}.layer_count")
+    arch, hint, layer_count = (f.contents() if (f := reader.get_field(key)) is not None else None for key in keys)
+    if arch != ARCH:
+        raise ConfigError(f"control vector {path}: architecture {arch!r}, not {ARCH!r}")
+    if hint is None or layer_count is None:
         raise ConfigError(f"control vector {path}: missing {ARCH}.model_hint or {ARCH}.layer_count")
     directions = {}
     for tensor in reader.tensors:
@@ -102,4 +100,4 @@ def read_control_vector(path) -> tuple[str, int, dict[int, torch.Tensor]]:
         directions[int(index)] = torch.from_numpy(np.array(tensor.data, dtype=np.float32))
     if len({v.numel() for v in directions.values()}) > 1:
         raise ConfigError(f"control vector {path}: direction tensors of different sizes")
-    return values[f"{ARCH}.model_hint"], int(values[f"{ARCH}.layer_count"]), directions
+    return hint, int(layer_count), directions
