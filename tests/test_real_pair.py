@@ -166,3 +166,25 @@ def test_the_embedded_targets_plain_baseline_is_one_lm_eval_command(tmp_path, lm
     assert [(run.method, run.target, run.hyper) for run in table.rows] == [
         ("plain", "gemma3-270m", {"dtype": "float32"})
     ]
+
+
+def test_a_pack_of_the_real_pair_gives_the_answers_of_the_run_that_made_it(tmp_path, lm_eval_cli, capsys):
+    """`unlock-eval pack` on the embedded pair (the k=8, n=32 transfer above, from the cache), then lm_eval with
+    key=PATH and no source: the same steered answers as the run with source=, and the pack says what it is."""
+    from unlock_eval.cli import main
+
+    pack = tmp_path / "cot.safetensors"
+    transfer = "source=smollm2-135m-instruct,target=gemma3-270m,k=8,n=32"
+    assert main(["pack", "--model_args", transfer, "--output", str(pack)]) == 0
+    assert main(["pack", "inspect", str(pack), "--json"]) == 0
+    view = json.loads(capsys.readouterr().out.split("\n", 1)[1])  # after the "wrote ..." line
+    assert view["models"]["source"]["spec"] == "smollm2-135m-instruct" and len(view["layers"]) == 18
+    assert view["verdict"].startswith("transferred key agrees")
+    common = ["--tasks", "arith_unlock", "--limit", "3", "--gen_kwargs", "max_gen_toks=16", "--device", "cpu",
+              "--log_samples"]  # fmt: skip
+    runs = {}
+    for name, args in (("source", transfer), ("pack", f"target=gemma3-270m,key={pack}")):
+        lm_eval_cli("--model", "unlock", "--model_args", args + ",alpha=0.3", *common, "--output_path", tmp_path / name)
+        samples = sorted((tmp_path / name).rglob("samples_arith_unlock_*.jsonl"))[-1]
+        runs[name] = [json.loads(line)["resps"] for line in samples.read_text().splitlines()]
+    assert runs["pack"] == runs["source"]
