@@ -62,10 +62,14 @@ def format_pack(view: dict[str, Any]) -> str:
         m = models[role]
         lines.append(f"  {role:<13} {m['spec']}  [{m['identity']}{', ' + m['revision'] if m['revision'] else ''}]")
     shape = view["target_shape"]
-    lines.append(f"  method        {view['method']}: {shape['num_layers']} target layers of size {shape['hidden_size']}")
+    lines.append(
+        f"  method        {view['method']}: {shape['num_layers']} target layers of size {shape['hidden_size']}"
+    )
     lines.append("  arguments     " + ", ".join(f"{k}={v}" for k, v in view["arguments"].items()))
     ext = view["extraction"]
-    lines.append(f"  extraction    {ext['extract_from']}, n={ext['n']}, questions sha256 {ext['questions_sha256'][:16]}")
+    lines.append(
+        f"  extraction    {ext['extract_from']}, n={ext['n']}, questions sha256 {ext['questions_sha256'][:16]}"
+    )
     if ext.get("overlap"):
         lines.append(f"  WARNING       the extraction saw test documents: {ext['overlap']}")
     templates = view["templates"]
@@ -94,7 +98,7 @@ def format_pack(view: dict[str, Any]) -> str:
 
 def compare(a: CapabilityPack, b: CapabilityPack, path_a: str, path_b: str) -> dict[str, Any]:
     """The per-layer cosine of two packs' directions (one target only), and its summary."""
-    cosines = [round(float(c), 6) for c in a.cosine(b)]
+    cosines = [round(float(c), 6) for c in a.cosine(b, [path_a, path_b])]
     return {
         "first": path_a,
         "second": path_b,

@@ -57,6 +57,8 @@ def _make(args: argparse.Namespace) -> int:
     if not args.output:
         raise ConfigError("pack: --output is required (a .safetensors pack, or a .gguf with --format gguf)")
     suffix = ".gguf" if args.format == "gguf" else ".safetensors"
+    if args.format != "gguf" and args.output.lower().endswith(".gguf"):
+        raise ConfigError(f"--output {args.output}: a .gguf control vector is written with --format gguf")
     output = output_file("--output", args.output, (suffix,))  # before the minutes of work
     if args.alpha is not None and args.format != "gguf":
         raise ConfigError("--alpha: only for --format gguf (a pack's alpha is chosen when it is used)")

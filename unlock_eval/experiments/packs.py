@@ -140,8 +140,8 @@ def control_vectors(pack: CapabilityPack, alpha: float) -> dict[int, torch.Tenso
 
 
 def export_gguf(pack: CapabilityPack, output: Path, alpha: float | None = None) -> float:
-    """Write `pack` as a llama.cpp control vector at `alpha` (default: the alpha its results run applied, else 0.1);
-    returns the alpha used."""
+    """Write `pack` as a llama.cpp control vector at `alpha` (default: the alpha its results run applied, else 0.1),
+    without layer 0 (which llama.cpp cannot steer); returns the alpha used."""
     from unlock_eval.methods.unlock.pack_gguf import model_hint, write_control_vector
 
     if alpha is None:
@@ -149,5 +149,9 @@ def export_gguf(pack: CapabilityPack, output: Path, alpha: float | None = None) 
     model_type = pack.provenance.get("target_model_type")
     if not model_type:
         raise ConfigError("--format gguf: the pack does not name its target's model type (config.json model_type)")
-    write_control_vector(output, control_vectors(pack, alpha), model_hint(model_type), pack.num_layers)
+    vectors = control_vectors(pack, alpha)
+    if 0 in vectors:  # llama.cpp adds direction.N to the output of block N, and has no direction.0 (pack_gguf)
+        logger.warning("--format gguf: layer 0 is left out (llama.cpp cannot steer the output of its first block)")
+        del vectors[0]
+    write_control_vector(output, vectors, model_hint(model_type), pack.num_layers)
     return alpha

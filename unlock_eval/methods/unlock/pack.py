@@ -63,9 +63,10 @@ class CapabilityPack:
         """The target-space direction's norm per target layer `[L_t]`."""
         return self.target_key.vectors.double().norm(dim=-1).float()
 
-    def cosine(self, other: CapabilityPack) -> torch.Tensor:
-        """Per target layer cosine between two packs' directions (packs for one target only)."""
-        check_same_target([self, other], ["first", "second"])
+    def cosine(self, other: CapabilityPack, names: Sequence[str] = ("first", "second")) -> torch.Tensor:
+        """Per target layer cosine between two packs' directions (packs for one target only; `names`: how a refusal
+        names the two, e.g. their files)."""
+        check_same_target([self, other], names)
         return self.target_key.cosine(other.target_key)
 
     # ------------------------------------------------------------------ file layout
@@ -165,7 +166,7 @@ class CapabilityPack:
             )
 
 
-_LAYOUT_KEYS = ("artifact", "target_key_metadata", "source_key_metadata", "map_metadata")
+_LAYOUT_KEYS = ("artifact", "pack_version", "target_key_metadata", "source_key_metadata", "map_metadata")
 
 
 def _reason(exc: Exception, path: str | os.PathLike) -> str:
