@@ -12,14 +12,14 @@ import torch
 from lm_eval.api.model import CacheHook
 
 from unlock_eval.data.prompts import extraction_mismatch, load_questions
-from unlock_eval.methods.unlock.spec import UnlockSpec
-from unlock_eval.methods.unlock.steering import SteeringSetup
 from unlock_eval.layers import find_decoder_layers, hidden_size
 from unlock_eval.methods.unlock.pack_steering import check_shape, check_target, load_packs, setup_from_packs
+from unlock_eval.methods.unlock.spec import UnlockSpec
+from unlock_eval.methods.unlock.steering import SteeringSetup
 from unlock_eval.model_adapters.arguments import parse_unlock_model_args, resolve_role
-from unlock_eval.models import concrete_dtype
 from unlock_eval.model_adapters.base import PROMPT_PASS_GEN_KWARGS, RecordedRun, TransferLM, refuse_gen_kwargs
 from unlock_eval.model_adapters.shared_alphas import SharedPass
+from unlock_eval.models import concrete_dtype
 
 # under lm-eval's logger tree, so `lm_eval --verbosity` and its handlers apply to our lines too
 logger = logging.getLogger("lm_eval.models.unlock")

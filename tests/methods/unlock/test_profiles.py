@@ -1,4 +1,4 @@
-"""alpha_profile: parsing, the named profiles, and steering with factors per layer (equal factors are a scalar alpha)."""
+"""alpha_profile: parsing, the named profiles, and steering with factors per layer (equal factors: a scalar alpha)."""
 
 import pytest
 import torch
