@@ -401,3 +401,22 @@ def test_inspect_of_what_is_not_a_pack_is_one_line_naming_the_file(made, tmp_pat
     assert pack_main("--from", path, "--format", "gguf", "--output", tmp_path / "x.gguf") == 2
     one_line_error(capsys, f"--from={path}", message)
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_a_sweep_over_alpha_steers_with_the_pack(made, tmp_path, capsys):
+    """`unlock-eval sweep` with key=: the alphas of one pack, named after its k and n, which are not sweepable."""
+    world, pack = made["world"], made["pack"]
+    base = f"target={world['tgt']},key={pack},cache_dir={made['cache']}"
+    common = ["--tasks", "tiny_unlock_gen", "--include_path", world["tasks"], "--limit", "1", "--device", "cpu"]
+    assert (
+        main([str(a) for a in ["sweep", "--model_args", base, "--ks", "2,4", *common, "--output_path", tmp_path]]) == 2
+    )
+    assert "k and n are fixed by the capability pack" in capsys.readouterr().err
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--model_args", base, "--alphas", "0.1,0.5", *common, "--no-baseline", "--output_path", out]
+    assert main([str(a) for a in argv]) == 0
+    points = sorted(p.name for p in (out / "points").iterdir())
+    assert points == ["n8_k4_alpha0.1", "n8_k4_alpha0.5"]
+    records = [json.loads(f.read_text())["config"]["unlock_eval"] for f in sorted(out.rglob("results_*.json"))]
+    assert [r["hyperparameters"]["alpha"] for r in records] == [0.1, 0.5]
+    assert all(r["details"]["packs"][0]["sha256"] == file_sha256(pack) for r in records)

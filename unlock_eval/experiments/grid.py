@@ -84,6 +84,18 @@ def base_arguments(model_args: str) -> dict:
         raise ConfigError(f"--model_args {model_args!r}: {exc}") from None
 
 
+def pack_extraction(key: str | None) -> dict | None:
+    """k, n and extract_from of the (first) capability pack in a key= argument; None without one."""
+    if not key:
+        return None
+    from unlock_eval.methods.unlock.pack import CapabilityPack
+
+    first = str(key).split(";")[0].strip()
+    made = CapabilityPack.load(first, "key").provenance
+    return {"k": made["hyperparameters"]["k"], "n": made["extraction"]["n"],
+            "extract_from": made["extraction"]["extract_from"]}  # fmt: skip
+
+
 def build_grid(model_args: str, alphas: str | None, ks: str | None, ns: str | None) -> Grid:
     """The grid of `--model_args` x `--alphas` x `--ks` x `--ns`, every point validated by the adapter's rules."""
     from unlock_eval.methods.unlock.spec import UnlockSpec
@@ -99,12 +111,18 @@ def build_grid(model_args: str, alphas: str | None, ks: str | None, ns: str | No
     for axis, values in axes.items():
         if values is not None and axis in base:
             raise ConfigError(f"{axis} is swept by --{axis}s: drop {axis}= from --model_args")
+    packed = pack_extraction(base.get("key"))  # key=: k, n and the extraction set are the pack's
+    if packed and (axes["k"] or axes["n"]):
+        raise ConfigError(
+            "--ks/--ns: k and n are fixed by the capability pack in key= when it was made; sweep --alphas"
+        )
     swept = tuple(axis for axis in AXES if axes[axis] is not None)
     if not swept:
         raise ConfigError("nothing to sweep: give --alphas, --ks and/or --ns (comma-separated values)")
     # an axis not swept: the base's value (or the default), parsed and checked as the spec declares it
     values = {
         axis: axes[axis]
+        or ([packed[axis]] if packed and axis in packed else None)
         or [parse_field(UnlockSpec, axis, base.get(axis, UnlockSpec.__dataclass_fields__[axis].default))]
         for axis in AXES
     }
@@ -121,10 +139,12 @@ def build_grid(model_args: str, alphas: str | None, ks: str | None, ns: str | No
         except ConfigError as exc:  # k > n: a corner of a k x n grid, not a typo; said in the log and the report
             grid.skipped.append(f"{point.label()} ({exc})")
             continue
-        typed = dataclasses.asdict(point)
+        typed = {"alpha": point.alpha} if packed else dataclasses.asdict(point)
         try:
             if grid.spec is None:  # the base arguments, parsed once as the adapter parses them
                 grid.spec, grid.hf_kwargs = parse_unlock_model_args({**base, **typed})
+                if packed:  # what selection keeps apart from the dev rows: the pack's extraction set
+                    grid.spec = dataclasses.replace(grid.spec, **packed)
             else:
                 dataclasses.replace(grid.spec, **typed)
         except ConfigError as exc:

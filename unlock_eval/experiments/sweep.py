@@ -263,7 +263,8 @@ class Sweep:
     def _default_name(self) -> str:
         from unlock_eval.model_adapters.registry import run_name
 
-        return run_name("unlock", {"source": self.grid.spec.source, "target": self.grid.spec.target})
+        spec = self.grid.spec
+        return run_name("unlock", {"source": spec.source, "target": spec.target, "key": ";".join(spec.key or [])})
 
     def log(self, message: str) -> None:
         print(f"sweep: {message}", file=sys.stderr, flush=True)
