@@ -131,6 +131,11 @@ def _parse_samples(file: Path) -> list[tuple[int, dict[str, Any]]]:
     return samples
 
 
+def _cell(name: str, value: Any) -> Any:
+    """A setting as the table shows it: a list of a varying setting (alpha_profile, key_weights) as typed, 1;0.5."""
+    return ";".join(f"{v:g}" for v in value) if name in VARYING_KEYS and isinstance(value, list) else value
+
+
 def _identity(config: dict[str, Any]) -> tuple[str | None, str, dict[str, Any]]:
     record = config.get(RECORD_KEY)
     if isinstance(record, dict):
@@ -142,7 +147,7 @@ def _identity(config: dict[str, Any]) -> tuple[str | None, str, dict[str, Any]]:
         return (
             models.get("source", {}).get("spec"),
             models.get("target", {}).get("spec", "?"),
-            {k: v for k, v in {**hyper, "dtype": dtype}.items() if k in HYPER_KEYS and v is not None},
+            {k: _cell(k, v) for k, v in {**hyper, "dtype": dtype}.items() if k in HYPER_KEYS and v is not None},
         )
     args = config.get("model_args") or {}
     if isinstance(args, str):

@@ -143,7 +143,7 @@ def test_use_cache_keeps_pack_runs_apart(made, tiny_world, tmp_path, lm_eval_cli
               "--use_cache", str(cache_db), "--output_path", str(out)]  # fmt: skip
     base = f"target={tiny_world['tgt']},key={made['pack']},alpha=0.5,cache_dir={made['root'] / 'cache'}"
     lm_eval_cli("--model", "unlock", "--model_args", base, *common)
-    lm_eval_cli("--model", "unlock", "--model_args", base + ",alpha_profile=ramp_up", *common)
+    lm_eval_cli("--model", "unlock", "--model_args", base + ",alpha_profile=1;1;0", *common)
     tables = set()
     for db in tmp_path.glob("answers*"):
         with sqlite3.connect(db) as conn:
@@ -153,6 +153,10 @@ def test_use_cache_keeps_pack_runs_apart(made, tiny_world, tmp_path, lm_eval_cli
     assert len(results) == 2
     record = json.loads(results[0].read_text())["config"]["unlock_eval"]
     assert record["details"]["packs"][0]["path"] == made["pack"]
+    from unlock_eval.reports import report
+
+    rows = report([out]).rows  # a list-valued setting is one table cell, as typed
+    assert sorted(str(row.hyper.get("alpha_profile")) for row in rows) == ["1;1;0", "None"]
 
 
 def test_packs_in_python(made):
