@@ -135,6 +135,16 @@ def as_float(name: str, value: Any) -> float:
     return number
 
 
+def as_float_list(name: str, value: Any, example: str) -> list[float]:
+    """Finite numbers as typed on a command line (`0.1;0.2`, `[0.1,0.2]`, `0.1 0.2`) or a list; none is an error
+    that shows `example`. Lists use `;` on the command line because lm-eval splits --model_args on commas."""
+    parts = value if isinstance(value, (list, tuple)) else re.split(r"[;\s,]+", str(value).strip().strip("[]"))
+    numbers = [as_float(name, part) for part in parts if str(part) != ""]
+    if not numbers:
+        raise ConfigError(f"{name}={value!r}: expected numbers like {example}")
+    return numbers
+
+
 def as_int(name: str, value: Any, minimum: int = 1) -> int:
     try:
         number = float(value)

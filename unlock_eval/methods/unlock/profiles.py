@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from unlock_eval.errors import ConfigError
-from unlock_eval.params import as_float
+from unlock_eval.params import as_float_list
 
 PROFILES = {
     "flat": "1 at every layer (the same as no profile)",
@@ -23,15 +23,7 @@ def parse_profile(name: str, value: object) -> str | list[float]:
         return value.strip()
     if isinstance(value, str) and any(c.isalpha() for c in value.replace("e", "").replace("E", "")):
         raise ConfigError(f"{name}={value!r}: allowed profiles are {', '.join(PROFILES)}, or factors as 1;0.5;0")
-    parts = (
-        value
-        if isinstance(value, (list, tuple))
-        else str(value).strip().strip("[]").replace(";", " ").replace(",", " ").split()
-    )
-    factors = [as_float(name, part) for part in parts]
-    if not factors:
-        raise ConfigError(f"{name}={value!r}: expected a profile ({', '.join(PROFILES)}) or factors as 1;0.5;0")
-    return factors
+    return as_float_list(name, value, "1;0.5;0 (one factor per target layer), or a profile: " + ", ".join(PROFILES))
 
 
 def layer_factors(profile: str | list[float], num_layers: int, name: str = "alpha_profile") -> dict[int, float]:

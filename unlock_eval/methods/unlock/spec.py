@@ -12,7 +12,7 @@ from unlock_eval.methods.unlock.pack import check_pack_name
 from unlock_eval.methods.unlock.profiles import PROFILE_HELP, parse_profile
 from unlock_eval.methods.unlock.steer import DEFAULT_ALPHA, DEFAULT_MODE, MODES, check_alpha, check_mode
 from unlock_eval.models import canonical_dtype
-from unlock_eval.params import as_float, as_given, as_index_list, param
+from unlock_eval.params import as_float_list, as_given, as_index_list, param
 
 
 def _check_shared_template(value: str) -> None:
@@ -76,15 +76,7 @@ def _layers(name: str, value: object) -> list[int] | str | None:
 
 def _alphas(name: str, value: object) -> list[float]:
     """Alphas as typed on a command line (`0.1;0.2;0.5`, `[0.1,0.2]`) or a list: each a finite number."""
-    parts = (
-        value
-        if isinstance(value, (list, tuple))
-        else str(value).strip().strip("[]").replace(";", " ").replace(",", " ").split()
-    )
-    values = [as_float(name, part) for part in parts]
-    if not values:
-        raise ConfigError(f"{name}={value!r}: expected alphas like 0.1;0.2;0.5")
-    return list(dict.fromkeys(values))
+    return list(dict.fromkeys(as_float_list(name, value, "0.1;0.2;0.5")))
 
 
 def _pack_paths(name: str, value: object) -> list[str]:
@@ -99,15 +91,7 @@ def _pack_paths(name: str, value: object) -> list[str]:
 
 
 def _weights(name: str, value: object) -> list[float]:
-    parts = (
-        value
-        if isinstance(value, (list, tuple))
-        else str(value).strip().strip("[]").replace(";", " ").replace(",", " ").split()
-    )
-    weights = [as_float(name, part) for part in parts]
-    if not weights:
-        raise ConfigError(f"{name}={value!r}: expected one weight per pack, as 0.5;0.5")
-    return weights
+    return as_float_list(name, value, "0.5;0.5 (one weight per pack)")
 
 
 KEY_TARGET_CHECKS = {
