@@ -163,3 +163,12 @@ def test_packs_in_python(made):
     pack = CapabilityPack.load(made["pack"])
     assert pack.num_layers == 3 and pack.hidden_size == 48 and torch.all(pack.target_norms > 0)
     assert pack.provenance["extraction"]["n"] == 8 and pack.provenance["hyperparameters"]["k"] == 4
+
+
+def test_pack_arguments_without_a_pack_are_refused(tiny_world):
+    from unlock_eval.methods.unlock.spec import UnlockSpec
+
+    with pytest.raises(ConfigError, match="key_target_check=shape: applies to a capability pack given in key="):
+        UnlockSpec(target=tiny_world["tgt"], key_target_check="shape")
+    with pytest.raises(ConfigError, match="key_weights: 2 weights for 0 packs"):
+        UnlockSpec(target=tiny_world["tgt"], key_weights="0.5;0.5")

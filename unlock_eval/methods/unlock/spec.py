@@ -239,6 +239,8 @@ class UnlockSpec(PromptTemplates, TransferModels):
         if self.key_weights is not None and (self.key is None or len(self.key_weights) != len(self.key)):
             packs = len(self.key or [])
             raise ConfigError(f"key_weights: {len(self.key_weights)} weights for {packs} packs in key= (one each)")
+        if self.key is None and self.key_target_check != "identity":
+            raise ConfigError(f"key_target_check={self.key_target_check}: applies to a capability pack given in key=")
         if self.key is not None and self.arithmetic == "model" and (len(self.key) > 1 or self.key_weights):
             raise ConfigError(
                 "arithmetic=model injects one key as the reference's code does; composing packs (several in key=, "
