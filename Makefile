@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= $(or $(UNLOCK_EVAL_DATA_DIR),$(abspath ../shared/data))
+# the suite on two pytest-xdist processes (each file on one, the vLLM engine tests together: tests/conftest.py);
+# `make test WORKERS=` runs it in this process alone
+WORKERS ?= -n 2 --dist loadgroup
 
 .PHONY: install demo test test-fast lint bench browser
 
@@ -47,12 +50,12 @@ browser:
 	else echo "browser: no chromium and not root: the HTML report browser test skips (fails when CI=true)"; fi
 
 test: lint browser
-	UNLOCK_EVAL_DATA_DIR=$(DATA) $(PY) -m pytest -q -p no:cacheprovider --durations=15 tests
+	UNLOCK_EVAL_DATA_DIR=$(DATA) $(PY) -m pytest -q -p no:cacheprovider $(WORKERS) --durations=15 tests
 
 # the inner loop (under a minute on 2 cores): tiny models and in-process lm-eval runs; no embedded models, no
 # end-to-end runs, no fresh lm-eval processes (`-m process` runs those alone)
 test-fast: install
-	UNLOCK_EVAL_DATA_DIR=$(DATA) $(PY) -m pytest -q -p no:cacheprovider -m "not slow and not process" tests
+	UNLOCK_EVAL_DATA_DIR=$(DATA) $(PY) -m pytest -q -p no:cacheprovider $(WORKERS) -m "not slow and not process" tests
 
 bench: install
 	UNLOCK_EVAL_DATA_DIR=$(DATA) $(PY) benchmarks/bench_engine.py

@@ -42,6 +42,16 @@ requires_data = pytest.mark.skipif(
 requires_models = pytest.mark.skipif(not have_embedded_models(), reason="embedded models not installed (make install)")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test`: -n 2 --dist loadgroup) a file's tests stay on one worker, so its module
+    fixtures are built once; tests marked xdist_group("vllm") (they start vLLM engines) share one worker, so two
+    engines never contend for the same two cores."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 # ------------------------------------------------------------------------------------- shared fixtures (session-scoped)
 
 

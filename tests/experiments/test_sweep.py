@@ -422,6 +422,7 @@ def test_alpha_points_share_one_generation_with_the_answers_of_separate_runs(tin
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("vllm")
 def test_a_sweep_runs_on_the_vllm_backend_with_its_plain_baseline(embedded_pair, tmp_path, monkeypatch, lm_eval_index):
     """backend=vllm: the alphas share one engine pass, the baseline is lm-eval's vllm model on the same target."""
     pytest.importorskip("vllm", exc_type=ImportError)

@@ -8,6 +8,8 @@ import pytest
 
 from unlock_eval.errors import ConfigError
 
+pytestmark = pytest.mark.xdist_group("vllm")  # one worker starts the vLLM engines (tests/conftest.py)
+
 PAIR = {"source": "smollm2-135m-instruct", "target": "gemma3-270m", "alpha": 0.1, "dtype": "float32"}
 DOCS = 12
 

@@ -9,7 +9,7 @@ import torch
 from unlock_eval.methods.unlock.steer import push_along, rotate_toward, steer_rows
 from unlock_eval.methods.unlock.vllm_steering import ALPHA, POSITION, WORKER_EXTENSION
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vllm")]  # one worker starts vLLM engines (conftest)
 vllm = pytest.importorskip("vllm", exc_type=ImportError)
 
 LAYER, HIDDEN, CHUNK = 6, 640, 64
