@@ -242,7 +242,7 @@ def test_a_pack_from_a_results_file_keeps_what_the_run_applied_and_its_key(made,
     # exported for llama.cpp, it keeps the alpha its run applied unless --alpha says another
     exported = made["root"] / "from_0.2.gguf"
     assert pack_main("--from", output, "--format", "gguf", "--output", exported) == 0
-    assert "control vector at alpha=0.2 " in capsys.readouterr().out
+    assert "control vector at alpha=0.2, " in capsys.readouterr().out
     expected = control_vectors(CapabilityPack.load(output), 0.2)
     assert {name: array.tobytes() for name, array in read_gguf(exported)[1].items()} == {
         f"direction.{layer}": vector.numpy().tobytes() for layer, vector in expected.items() if layer != 0
@@ -318,7 +318,10 @@ def test_a_gguf_export_is_the_packs_control_vectors_at_alpha(made, capsys, caplo
     assert pack_main("--from", made["pack"], "--format", "gguf", "--output", output, *flags) == 0
     assert "layer 0 is left out" in caplog.text  # said, not silently dropped
     used = 0.1 if alpha is None else alpha  # a pack made from --model_args applied no alpha: the default
-    assert capsys.readouterr().out == f"wrote {output}: a llama.cpp control vector at alpha={used} (3 layers)\n"
+    assert capsys.readouterr().out == (
+        f"wrote {output}: a llama.cpp control vector at alpha={used}, layers 1-2 of 3 "
+        f"(llama-cli --control-vector-scaled {output}:1.0)\n"
+    )
     fields, tensors = read_gguf(output)
     assert fields["general.architecture"] == "controlvector"
     assert fields["controlvector.model_hint"] == "gpt2" and fields["controlvector.layer_count"] == 3

@@ -77,8 +77,9 @@ def _make(args: argparse.Namespace) -> int:
     if args.format == "gguf":
         from unlock_eval.experiments.packs import export_gguf
 
-        alpha = export_gguf(pack, output, args.alpha)
-        print(f"wrote {output}: a llama.cpp control vector at alpha={alpha} ({pack.num_layers} layers)")
+        alpha, layers = export_gguf(pack, output, args.alpha)
+        print(f"wrote {output}: a llama.cpp control vector at alpha={alpha}, layers {layers[0]}-{layers[-1]} of "
+              f"{pack.num_layers} (llama-cli --control-vector-scaled {output}:1.0)")  # fmt: skip
         return 0
     sha = pack.save(output)
     print(f"wrote {output} (sha256 {sha[:16]}): evaluate with --model unlock --model_args target=...,key={output}")

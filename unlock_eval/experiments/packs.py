@@ -139,9 +139,9 @@ def control_vectors(pack: CapabilityPack, alpha: float) -> dict[int, torch.Tenso
     return vectors
 
 
-def export_gguf(pack: CapabilityPack, output: Path, alpha: float | None = None) -> float:
+def export_gguf(pack: CapabilityPack, output: Path, alpha: float | None = None) -> tuple[float, list[int]]:
     """Write `pack` as a llama.cpp control vector at `alpha` (default: the alpha its results run applied, else 0.1),
-    without layer 0 (which llama.cpp cannot steer); returns the alpha used."""
+    without layer 0 (which llama.cpp cannot steer); returns the alpha used and the layers written."""
     from unlock_eval.methods.unlock.pack_gguf import model_hint, write_control_vector
 
     if alpha is None:
@@ -154,4 +154,4 @@ def export_gguf(pack: CapabilityPack, output: Path, alpha: float | None = None) 
         logger.warning("--format gguf: layer 0 is left out (llama.cpp cannot steer the output of its first block)")
         del vectors[0]
     write_control_vector(output, vectors, model_hint(model_type), pack.num_layers)
-    return alpha
+    return alpha, sorted(vectors)
