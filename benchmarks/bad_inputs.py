@@ -88,6 +88,9 @@ def build_world(root: Path, env: dict) -> dict:
     w["results_json"] = str(next((root / "run_ok").rglob("results_*.json")))
     w["samples_jsonl"] = str(next((root / "run_ok").rglob("samples_*.jsonl")))
 
+    w["pack"] = str(root / "pack.safetensors")  # the good run's capability pack
+    setup([UE, "pack", "--from", w["run_ok"], "--output", w["pack"], "--cache-dir", w["run_cache"]], env)
+
     w["sweep_args"] = f"source={w['src']},target={w['tgt']},extract_from={w['q']},n=8,cache_dir={root / 'sweep_cache'}"
     setup([UE, "sweep", *sweep_tail(w["sweep_args"], str(root / "sweep_ok"), alphas="0.1,0.5")], env)
     w["sweep_ok"] = str(root / "sweep_ok")
@@ -244,6 +247,60 @@ def cases(w: dict) -> list[Case]:
     lm_unlock("source_locked path missing", ["source_locked", "none"], model_args(ua_base, source_locked=f"{D}/none"))
     lm_unlock("source_locked of another architecture", ["source_locked", "architecture", "gpt2", "llama"],
               model_args(ua_base, source_locked=w["wt_gpt2"]))  # fmt: skip
+
+    # --- lm_eval --model unlock with a capability pack (key=)
+    pk_base = {"target": w["tgt"], "key": w["pack"], "cache_dir": f"{D}/cache"}
+    lm_unlock("key= missing file", ["key", "missing"], model_args(pk_base, key=f"{D}/missing.safetensors"))
+    lm_unlock("key= a pickle name", ["key", ".pt"], model_args(pk_base, key=f"{D}/key.pt"))
+    lm_unlock("key= a results json", ["key", ".json"], model_args(pk_base, key=w["results_json"]))
+    lm_unlock("key= truncated pack", ["key", "pack"], model_args(pk_base, key=f"{D}/pack.safetensors"),
+              prep=lambda d: (shutil.copy(w["pack"], d / "pack.safetensors"),
+                              truncate(d / "pack.safetensors")))  # fmt: skip
+    lm_unlock("key= with source=", ["source", "key"], model_args(pk_base, source=w["src"]))
+    lm_unlock("key= with n=", ["n", "key"], model_args(pk_base, n=8))
+    lm_unlock("key= for another target", ["key", "target", "src"], model_args(pk_base, target=w["src"]))
+    lm_unlock("key= shape check, another shape", ["key", "layers", "src"],
+              model_args(pk_base, target=w["src"], key_target_check="shape"))  # fmt: skip
+    lm_unlock("key_target_check typo size", ["key_target_check"], model_args(pk_base, key_target_check="size"))
+    lm_unlock("key_weights 1 for 2 packs", ["key_weights"], model_args(pk_base, key=f"{w['pack']};{w['pack']}",
+              key_weights="1"))  # fmt: skip
+    lm_unlock("key_weights 0.5;x", ["key_weights"], model_args(pk_base, key_weights="0.5;x"))
+    lm_unlock("alpha_profile 2 factors for 3 layers", ["alpha_profile"], model_args(pk_base, alpha_profile="1;1"))
+    lm_unlock("alpha_profile typo mid", ["alpha_profile"], model_args(pk_base, alpha_profile="mid"))
+    lm_unlock("arithmetic=model with two packs", ["arithmetic", "key"],
+              model_args(pk_base, key=f"{w['pack']};{w['pack']}", arithmetic="model"))  # fmt: skip
+
+    # --- unlock-eval pack
+    def pack(name, names, argv, **kw):
+        add(name, "pack", [UE, "pack", *argv], names, **kw)
+
+    out = ["--output", f"{D}/p.safetensors"]
+    pack("nothing to pack from", ["--model_args", "--from"], out)
+    pack("no --output", ["--output"], ["--from", w["pack"]])
+    pack("--model_args and --from", ["--model_args", "--from"], ["--model_args", model_args(ua_base), "--from",
+         w["run_ok"], *out], check=exists_note("p.safetensors", "a pack"))  # fmt: skip
+    pack("--from missing folder", ["--from", "missing"], ["--from", f"{D}/missing", *out])
+    pack("--from a folder without results", ["--from", "tasks"], ["--from", w["tasks"], *out])
+    pack("--from a pickle name", ["--from", ".pt"], ["--from", f"{D}/key.pt", *out])
+    pack("--output into a missing folder", ["--output", "missing"], ["--from", w["pack"], "--output",
+         f"{D}/missing/p.safetensors"])  # fmt: skip
+    pack("--output .gguf without --format gguf", ["--output", "--format"], ["--from", w["pack"], "--output",
+         f"{D}/p.gguf"])  # fmt: skip
+    pack("--format gguf to a .safetensors", ["--output", ".gguf"], ["--from", w["pack"], "--format", "gguf", *out])
+    pack("--alpha without --format gguf", ["--alpha"], ["--from", w["pack"], "--alpha", "0.3", *out])
+    pack("--alpha nan", ["--alpha"], ["--from", w["pack"], "--format", "gguf", "--alpha", "nan", "--output",
+         f"{D}/p.gguf"], check=exists_note("p.gguf", "a control vector"))  # fmt: skip
+    pack("--format typo ggml", ["--format", "ggml"], ["--from", w["pack"], "--format", "ggml", *out])
+    pack("--model_args k=0", ["k"], ["--model_args", model_args(ua_base, k=0), *out])
+    pack("--model_args with key=", ["key"], ["--model_args", model_args(pk_base), *out])
+    pack("--model_args unknown alhpa", ["alhpa"], ["--model_args", model_args(ua_base, alhpa=1), *out])
+    pack("inspect without a path", ["inspect", "pack"], ["inspect"])
+    pack("inspect two paths", ["inspect", "pack"], ["inspect", w["pack"], w["pack"]])
+    pack("inspect a missing file", ["missing"], ["inspect", f"{D}/missing.safetensors"])
+    pack("inspect a results json", [".json", "results"], ["inspect", w["results_json"]])
+    pack("inspect with --output", ["--output"], ["inspect", w["pack"], *out])
+    pack("compare one pack", ["compare", "pack"], ["compare", w["pack"]])
+    pack("unknown action unpack", ["unpack"], ["unpack", w["pack"]])
 
     # --- lm_eval --model weight_transfer
     def lm_wt(name, names, args, **kw):
@@ -567,7 +624,7 @@ def help_control(env: dict) -> str:
     """Not a bad input: `unlock-eval --help` should exit 0 and list every subcommand."""
     done = subprocess.run([UE, "--help"], capture_output=True, text=True, env=env, timeout=120)
     listed = re.findall(r"^ {4}(\w+)", done.stdout, re.M)
-    expected = ["run", "report", "behaviour", "sweep", "demo", "diagnose", "args", "cache"]
+    expected = ["run", "report", "behaviour", "sweep", "demo", "diagnose", "pack", "args", "cache"]
     missing = [c for c in expected if c not in listed]
     return f"control: unlock-eval --help exit {done.returncode}, lists {', '.join(listed)}" + (
         f"; missing {', '.join(missing)}" if missing else "; every subcommand listed"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 ACTIONS = {
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             raise ConfigError(f"pack {args.action}: expected {wanted} pack file{'s' * (wanted > 1)}, got {args.paths}")
         return _inspect(args) if args.action == "inspect" else _compare(args)
     if args.paths:
-        raise ConfigError(f"pack: unexpected {args.paths[0]!r} (pack inspect PATH, pack compare A B, or --output)")
+        raise ConfigError(f"unexpected {args.paths[0]!r} (pack inspect PATH, pack compare A B, or --output)")
     return _make(args)
 
 
@@ -53,15 +54,17 @@ def _make(args: argparse.Namespace) -> int:
     from unlock_eval.outputs import output_file
 
     if (args.model_args is None) == (args.source is None):
-        raise ConfigError("pack: give --model_args (a transfer) or --from (a results folder or a pack), one of them")
+        raise ConfigError("give --model_args (a transfer) or --from (a results folder or a pack), one of them")
     if not args.output:
-        raise ConfigError("pack: --output is required (a .safetensors pack, or a .gguf with --format gguf)")
+        raise ConfigError("--output is required (a .safetensors pack, or a .gguf with --format gguf)")
     suffix = ".gguf" if args.format == "gguf" else ".safetensors"
     if args.format != "gguf" and args.output.lower().endswith(".gguf"):
         raise ConfigError(f"--output {args.output}: a .gguf control vector is written with --format gguf")
     output = output_file("--output", args.output, (suffix,))  # before the minutes of work
     if args.alpha is not None and args.format != "gguf":
         raise ConfigError("--alpha: only for --format gguf (a pack's alpha is chosen when it is used)")
+    if args.alpha is not None and not math.isfinite(args.alpha):
+        raise ConfigError(f"--alpha {args.alpha}: expected a finite number")
     if args.model_args is not None:
         from unlock_eval.experiments.packs import pack_from_model_args
 

@@ -51,7 +51,11 @@ def _unlock_runs(path: str) -> list[tuple[Path, dict, dict]]:
     from unlock_eval.reports.runs import result_files
 
     runs = []
-    for file in result_files([path]):
+    try:
+        files = result_files([path])
+    except ConfigError as exc:
+        raise ConfigError(f"--from {exc}") from None
+    for file in files:
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
             record = (data.get("config") or {}).get(RECORD_KEY)
