@@ -98,28 +98,27 @@ class UnlockLM(SteeredRun, TransferLM):
         t0 = time.perf_counter()
         spec, hf_kwargs = self._parse(kwargs)
         target = resolve_role("target", spec.target, hf_kwargs.get("revision"), spec.cache_dir)
-        if spec.key is not None:  # capability packs: no source, no extraction data
-            uses = load_packs(spec)
-            check_target(uses, spec, target.identity)
-            self._start(target.pretrained, hf_kwargs)
-            self.tokenizer.padding_side = "left"
-            check_shape(uses, spec, len(find_decoder_layers(self.model, spec.layers_path)), hidden_size(self.model))
-            dtype = concrete_dtype(hf_kwargs["dtype"], target)
-            self._use(setup_from_packs(spec, uses, target.identity, dtype), time.perf_counter() - t0)
-            return
-        questions = load_questions(spec.extract_from, spec.n)  # data errors before any model is loaded
+        uses = load_packs(spec) if spec.key is not None else None  # capability packs: no source, no extraction data
+        if uses is not None:
+            check_target(uses, spec, target.identity)  # before the target loads
+        else:
+            questions = load_questions(spec.extract_from, spec.n)  # data errors before any model is loaded
         self._start(target.pretrained, hf_kwargs)
         self.tokenizer.padding_side = "left"
-        steering = SteeringSetup.build(
-            spec,
-            questions,
-            self.model,
-            self.tokenizer,
-            dtype=hf_kwargs["dtype"],  # canonical name, set by parse_model_args
-            device="auto" if hf_kwargs.get("parallelize") else str(self.device),
-            progress=self.rank == 0,
-            target_revision=hf_kwargs.get("revision"),
-        )
+        if uses is not None:
+            check_shape(uses, spec, len(find_decoder_layers(self.model, spec.layers_path)), hidden_size(self.model))
+            steering = setup_from_packs(spec, uses, target.identity, concrete_dtype(hf_kwargs["dtype"], target))
+        else:
+            steering = SteeringSetup.build(
+                spec,
+                questions,
+                self.model,
+                self.tokenizer,
+                dtype=hf_kwargs["dtype"],  # canonical name, set by parse_model_args
+                device="auto" if hf_kwargs.get("parallelize") else str(self.device),
+                progress=self.rank == 0,
+                target_revision=hf_kwargs.get("revision"),
+            )
         self._use(steering, time.perf_counter() - t0)
         logger.info(
             "unlock: process %d (rank %d of %d) ready in %.1f s: %d extraction forward passes, models "

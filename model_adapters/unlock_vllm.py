@@ -23,10 +23,9 @@ from unlock_eval.model_adapters.vllm_engine import (
     VLLM,
     check_engine_kwargs,
     engine_record,
-    hidden_size_of,
     install_steering,
-    num_layers_of,
     shutdown,
+    text_config_of,
 )
 from unlock_eval.models import concrete_dtype
 
@@ -48,12 +47,12 @@ class UnlockVLLM(SteeredRun, VLLM):
         target = resolve_role("target", spec.target, engine_kwargs.get("revision"), spec.cache_dir)
         # `auto` is the checkpoint's dtype, as on HF (vLLM's own `auto` would run a float32 checkpoint in float16)
         engine_kwargs["dtype"] = concrete_dtype(engine_kwargs["dtype"], target)
-        num_layers = num_layers_of(target.pretrained)
+        config = text_config_of(target.pretrained)
         if isinstance(spec.layers, list):
-            layer_indices(spec.layers, num_layers, "the target")
+            layer_indices(spec.layers, config.num_hidden_layers, "the target")
         if uses is not None:  # capability packs: no source, no extraction data
             check_target(uses, spec, target.identity)
-            check_shape(uses, spec, num_layers, hidden_size_of(target.pretrained))
+            check_shape(uses, spec, config.num_hidden_layers, config.hidden_size)
             steering = setup_from_packs(spec, uses, target.identity, engine_kwargs["dtype"])
         else:
             steering = SteeringSetup.build(

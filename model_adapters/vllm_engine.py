@@ -99,18 +99,11 @@ def size_cpu_kv_cache() -> None:
         logger.info("unlock (vLLM): VLLM_CPU_KVCACHE_SPACE unset, using %s GiB for the KV cache", CPU_KV_CACHE_GIB)
 
 
-def num_layers_of(pretrained: str) -> int:
-    """The target's decoder-layer count from its config (no weights read)."""
+def text_config_of(pretrained: str):
+    """The target's (text) config: its decoder-layer count and hidden size, read without the weights."""
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(pretrained).get_text_config().num_hidden_layers
-
-
-def hidden_size_of(pretrained: str) -> int:
-    """The target's hidden size from its config (no weights read)."""
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(pretrained).get_text_config().hidden_size
+    return AutoConfig.from_pretrained(pretrained).get_text_config()
 
 
 def install_steering(llm, steering: SteeringSetup, layers_path: str | None) -> list[int]:
