@@ -71,6 +71,13 @@ def unit_directions(
     return directions
 
 
+def profiled(directions: dict[int, torch.Tensor], layer_alphas: dict[int, float] | None) -> dict[int, torch.Tensor]:
+    """`directions` without the layers `layer_alphas` (alpha_profile's factors) puts at 0: those are not hooked."""
+    if layer_alphas is None:
+        return directions
+    return {l: d for l, d in directions.items() if layer_alphas.get(l, 1.0) != 0.0}
+
+
 def steer_rows(x: torch.Tensor, direction: torch.Tensor, alpha, rotate: bool, arithmetic: str = "float32"):
     """`rotate_toward` (prefill_last) or `push_along` (additive_all) on rows `x` of the residual stream, returned in
     x's dtype. `"float32"` arithmetic computes in float32 and rounds once; `"model"` computes every step in x's
@@ -199,9 +206,7 @@ def steer(
     try:
         directions = unit_directions(key, chosen, arithmetic, normalize)
         handle.skipped_layers = [l for l in chosen if l not in directions]
-        if layer_alphas is not None:
-            directions = {l: d for l, d in directions.items() if layer_alphas.get(l, 1.0) != 0.0}
-        for l, unit in directions.items():
+        for l, unit in profiled(directions, layer_alphas).items():
             layer = decoder_layers[l]
             param = next(layer.parameters(), None)
             # offloaded layers (device_map with cpu/disk offload) have meta parameters: start on CPU, the hook

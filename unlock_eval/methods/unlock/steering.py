@@ -24,7 +24,7 @@ from unlock_eval.methods.unlock.diagnostics_cache import cached_diagnostics
 from unlock_eval.methods.unlock.extractor import Extractor, UnlockArtifacts, build_unlock
 from unlock_eval.methods.unlock.profiles import layer_factors
 from unlock_eval.methods.unlock.spec import UnlockSpec
-from unlock_eval.methods.unlock.steer import Steering, steer, unit_directions
+from unlock_eval.methods.unlock.steer import Steering, profiled, steer, unit_directions
 
 
 @dataclass
@@ -96,9 +96,7 @@ class SteeringSetup:
         """What each steered layer steers along (steer.unit_directions); layers at factor 0 are left out."""
         key = self.artifacts.target_key
         chosen = self.layers if self.layers is not None else list(range(key.num_layers))
-        factors = self.layer_factors() or {}
-        directions = unit_directions(key, chosen, self.spec.arithmetic, self.normalize)
-        return {layer: d for layer, d in directions.items() if factors.get(layer, 1.0) != 0.0}
+        return profiled(unit_directions(key, chosen, self.spec.arithmetic, self.normalize), self.layer_factors())
 
     def fingerprint(self, alpha: float | None = None) -> str:
         """What makes one steered configuration's answers (its --use_cache table is named after this)."""
