@@ -260,13 +260,19 @@ def load_runs(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
     return list(runs.values()), notes
 
 
-def file_scores(results_file: Path) -> tuple[dict[str, tuple[str, float]], int | None]:
-    """Per task its main metric (as the report picks it), and the run's extraction forward passes (unlock runs)."""
-    data = json.loads(results_file.read_text())
+def task_scores(results: dict[str, Any]) -> dict[str, tuple[str, float]]:
+    """Per task of a results file's `results` block its main metric, as the report picks it."""
     scores = {}
-    for task, values in data["results"].items():
+    for task, values in results.items():
         main = main_metric(values)
         if main is not None:
             scores[task] = (main[0], main[1])
+    return scores
+
+
+def file_scores(results_file: Path) -> tuple[dict[str, tuple[str, float]], int | None]:
+    """Per task its main metric (as the report picks it), and the run's extraction forward passes (unlock runs)."""
+    data = json.loads(results_file.read_text())
+    scores = task_scores(data["results"])
     record = data.get("config", {}).get(RECORD_KEY) or {}
     return scores, (record.get("details") or {}).get("extraction_forward_passes")

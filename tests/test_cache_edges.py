@@ -294,8 +294,8 @@ def test_a_warm_converted_model_is_checked_without_reading_its_weights(tmp_path,
     root = tmp_path / "cache"
     resolve_model(str(tiny_gguf), cache_dir=root)
     hashed = []
-    real = cache_module._sha256_of
-    monkeypatch.setattr(cache_module, "_sha256_of", lambda path: hashed.append(path) or real(path))
+    real = cache_module.sha256_of
+    monkeypatch.setattr(cache_module, "sha256_of", lambda path: hashed.append(path) or real(path))
     resolve_model(str(tiny_gguf), cache_dir=root)
     assert hashed == []
 

@@ -392,7 +392,8 @@ def _memo_path(path: Path, st: os.stat_result, cache_dir: str | os.PathLike | No
     return memo_dir / (fingerprint({"p": str(path), "s": st.st_size, "m": st.st_mtime_ns}) + ".sha256")
 
 
-def _sha256_of(path: Path, chunk: int = 1 << 22) -> str:
+def sha256_of(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """sha256 of a file's content, read now (`file_sha256` memoises it for big files)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -425,7 +426,7 @@ def file_sha256(path: str | os.PathLike, cache_dir: str | os.PathLike | None = N
         value = memo.read_text().strip()
         if len(value) == 64:
             return value
-    digest = _sha256_of(path)
+    digest = sha256_of(path)
     remember_sha256(path, st, digest, cache_dir)
     remove_stale_temps(memo.parent, lambda name: None)  # memo files are written unlocked: their writer's pid decides
     return digest
@@ -435,7 +436,7 @@ def folder_manifest(folder: Path) -> dict[str, dict[str, Any]]:
     """{file name: {size, sha256}} of the files directly in `folder`: recorded when a cache folder is written, so
     that `folder_problem` can check it on use."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink())
-    return {p.name: {"size": p.stat().st_size, "sha256": _sha256_of(p)} for p in files}
+    return {p.name: {"size": p.stat().st_size, "sha256": sha256_of(p)} for p in files}
 
 
 def folder_problem(

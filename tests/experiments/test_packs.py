@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from unlock_eval.cache import load_artifact, save_artifact
+from unlock_eval.cache import sha256_of as file_sha256
 from unlock_eval.cli import main
 from unlock_eval.experiments.packs import control_vectors
 from unlock_eval.methods.unlock.masterkey import MasterKey
-from unlock_eval.methods.unlock.pack import CapabilityPack, file_sha256
+from unlock_eval.methods.unlock.pack import CapabilityPack
 from unlock_eval.methods.unlock.steering import SteeringSetup
 
 from adapter_fixtures import save_tiny

@@ -8,8 +8,9 @@ import pytest
 import torch
 from lm_eval.api.instance import Instance
 
+from unlock_eval.cache import sha256_of as file_sha256
 from unlock_eval.errors import ConfigError
-from unlock_eval.methods.unlock.pack import CapabilityPack, file_sha256
+from unlock_eval.methods.unlock.pack import CapabilityPack
 
 from adapter_fixtures import save_tiny
 

@@ -90,12 +90,13 @@ def _make(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from unlock_eval.methods.unlock.pack import CapabilityPack, file_sha256
+    from unlock_eval.cache import sha256_of
+    from unlock_eval.methods.unlock.pack import CapabilityPack
     from unlock_eval.reports.pack_view import describe, format_pack
 
     path = args.paths[0]
     pack = CapabilityPack.load(path)
-    view = describe(pack, path, file_sha256(path))
+    view = describe(pack, path, sha256_of(path))
     print(json.dumps(view, indent=2) if args.json else format_pack(view))
     return 0
 

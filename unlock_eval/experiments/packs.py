@@ -10,9 +10,10 @@ from typing import Any
 
 import torch
 
+from unlock_eval.cache import sha256_of
 from unlock_eval.errors import ConfigError
 from unlock_eval.method import RECORD_KEY
-from unlock_eval.methods.unlock.pack import CapabilityPack, file_sha256
+from unlock_eval.methods.unlock.pack import CapabilityPack
 from unlock_eval.methods.unlock.steer import DEFAULT_ALPHA, unit_vector
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def pack_from_results(path: str, cache_dir: str | None = None) -> CapabilityPack
     """The pack of the one --model unlock configuration under `path` (a results folder or file): its key and map
     rebuilt through the cache and checked against the checksum its record names; `applied` keeps what it steered
     with and what it scored."""
-    from unlock_eval.reports.runs import file_scores
+    from unlock_eval.reports.runs import task_scores
 
     runs = _unlock_runs(path)
     steered = [file for file, _, record in runs if (record.get("details") or {}).get("packs")]
@@ -108,8 +109,8 @@ def pack_from_results(path: str, cache_dir: str | None = None) -> CapabilityPack
     spec = spec_of_record(record, cache_dir)
     dtype = (details.get("dtypes") or {}).get("evaluation") or "auto"
     tasks: dict[str, dict[str, float]] = {}
-    for results_file, _, _ in runs:
-        for task, (metric, value) in file_scores(results_file)[0].items():
+    for _, results_data, _ in runs:  # each file read once, by _unlock_runs
+        for task, (metric, value) in task_scores(results_data["results"]).items():
             tasks.setdefault(task, {})[metric] = value
     applied = {
         "alpha": spec.alpha,
@@ -118,7 +119,7 @@ def pack_from_results(path: str, cache_dir: str | None = None) -> CapabilityPack
         "alpha_profile": spec.alpha_profile,
         "arithmetic": spec.arithmetic,
         "dtype": dtype,
-        "results": [{"file": f.name, "sha256": file_sha256(f)} for f, _, _ in runs],
+        "results": [{"file": f.name, "sha256": sha256_of(f)} for f, _, _ in runs],
         "scores": tasks,
         "lm_eval_version": (data.get("lm_eval_version") or data.get("versions", {}).get("lm_eval")),
     }

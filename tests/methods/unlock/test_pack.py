@@ -8,9 +8,10 @@ import torch
 
 from unlock_eval import MasterKey
 from unlock_eval.cache import load_artifact, save_artifact
+from unlock_eval.cache import sha256_of as file_sha256
 from unlock_eval.errors import ConfigError
 from unlock_eval.methods.unlock.align import SubspaceMap
-from unlock_eval.methods.unlock.pack import REQUIRED_FIELDS, CapabilityPack, compose, file_sha256
+from unlock_eval.methods.unlock.pack import REQUIRED_FIELDS, CapabilityPack, compose
 from unlock_eval.methods.unlock.steer import unit_directions
 
 TARGET = {"embedded": "gemma3-270m", "gguf_sha256": "a" * 64, "conversion": 2}

@@ -3,7 +3,6 @@ checks that it fits a target, composes with others and compares with them."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from typing import Any
 
 import torch
 
-from unlock_eval.cache import CorruptArtifactError, fingerprint, load_artifact, save_artifact
+from unlock_eval.cache import CorruptArtifactError, fingerprint, load_artifact, save_artifact, sha256_of
 from unlock_eval.errors import ConfigError
 from unlock_eval.methods.unlock.align import SubspaceMap
 from unlock_eval.methods.unlock.masterkey import MasterKey
@@ -92,7 +91,7 @@ class CapabilityPack:
         if path.suffix != SUFFIX:
             raise ConfigError(f"{path}: a capability pack is a {SUFFIX} file")
         save_artifact(path, *self.to_artifact())
-        return file_sha256(path)
+        return sha256_of(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, arg: str | None = None) -> CapabilityPack:
@@ -189,14 +188,6 @@ def check_pack_name(path: str | os.PathLike, arg: str | None = None) -> None:
         )
     if suffix != SUFFIX:
         raise ConfigError(f"{where}: expected a {SUFFIX} capability pack (unlock-eval pack writes them)")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:

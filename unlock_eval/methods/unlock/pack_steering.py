@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from unlock_eval import params
-from unlock_eval.cache import tensors_checksum
+from unlock_eval.cache import sha256_of, tensors_checksum
 from unlock_eval.errors import ConfigError
 from unlock_eval.method import MethodRecord
 from unlock_eval.methods.spec import TransferModels
 from unlock_eval.methods.unlock.diagnostics import LayerDiagnostics, verdict
 from unlock_eval.methods.unlock.extractor import UnlockArtifacts
-from unlock_eval.methods.unlock.pack import CapabilityPack, compose, file_sha256
+from unlock_eval.methods.unlock.pack import CapabilityPack, compose
 from unlock_eval.methods.unlock.spec import PACK_FIXED, UnlockSpec
 from unlock_eval.methods.unlock.steering import SteeringSetup
 
@@ -52,7 +52,7 @@ def load_packs(spec: UnlockSpec) -> list[PackUse]:
     uses = []
     for path, weight in zip(spec.key, weights):
         pack = CapabilityPack.load(path, "key")
-        uses.append(PackUse(path, file_sha256(path), weight, pack))
+        uses.append(PackUse(path, sha256_of(path), weight, pack))
     return uses
 
 
