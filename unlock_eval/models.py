@@ -333,22 +333,28 @@ def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
     return "auto" if name == "auto" else getattr(torch, name)
 
 
-def checkpoint_dtype(resolved: ResolvedModel) -> str:
-    """What `dtype=auto` loads a model in: its config's `dtype` (`torch_dtype` in older configs), float32 when it names
-    none; a converted GGUF model is float32 (the conversion dequantizes to float32). Reads config.json only."""
-    if resolved.kind in ("embedded", "gguf"):
-        return "float32"
-    if resolved.kind == "local":
-        config_path = Path(resolved.pretrained) / "config.json"
+def checkpoint_config(resolved: ResolvedModel) -> dict[str, Any]:
+    """A resolved model's config.json: from its folder (a local model, or a converted GGUF one), else from the Hub (its
+    cache first). Reads no weights."""
+    folder = Path(resolved.pretrained)
+    if folder.is_dir():
+        config_path = folder / "config.json"
     else:
         from huggingface_hub import hf_hub_download
 
         config_path = Path(hf_hub_download(resolved.pretrained, "config.json", revision=resolved.revision))
     try:
-        config = json.loads(config_path.read_text())
+        return json.loads(config_path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"model {resolved.spec!r}: cannot read its config.json ({exc})") from None
-    return config_dtype(config)
+
+
+def checkpoint_dtype(resolved: ResolvedModel) -> str:
+    """What `dtype=auto` loads a model in: its config's `dtype` (`torch_dtype` in older configs), float32 when it names
+    none; a converted GGUF model is float32 (the conversion dequantizes to float32). Reads config.json only."""
+    if resolved.kind in ("embedded", "gguf"):
+        return "float32"
+    return config_dtype(checkpoint_config(resolved))
 
 
 def config_dtype(config: dict[str, Any]) -> str:

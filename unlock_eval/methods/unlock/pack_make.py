@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,7 +13,7 @@ import torch
 from unlock_eval.methods.unlock.extractor import Extractor
 from unlock_eval.methods.unlock.pack import CapabilityPack
 from unlock_eval.methods.unlock.steering import SteeringSetup
-from unlock_eval.models import resolve_model
+from unlock_eval.models import checkpoint_config, resolve_model
 
 
 def sha256_text(text: str) -> str:
@@ -39,15 +38,7 @@ def target_norms(setup: SteeringSetup, questions: list[str], dtype: str) -> torc
 def model_type(spec: str, revision: str | None, cache_dir: str | None) -> str | None:
     """The target's `config.json` model_type (what a llama.cpp export names as its model hint); None when unknown."""
     try:
-        resolved = resolve_model(spec, revision=revision, cache_dir=cache_dir)
-        folder = Path(resolved.pretrained)
-        if not folder.is_dir():
-            from huggingface_hub import hf_hub_download
-
-            config = Path(hf_hub_download(resolved.pretrained, "config.json", revision=resolved.revision))
-        else:
-            config = folder / "config.json"
-        return json.loads(config.read_text()).get("model_type")
+        return checkpoint_config(resolve_model(spec, revision=revision, cache_dir=cache_dir)).get("model_type")
     except Exception:  # noqa: BLE001 - a hint only: the export then asks for it
         return None
 
