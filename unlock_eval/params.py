@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, Field, field, fields
 from typing import Any
 
@@ -98,6 +98,18 @@ def parse_known(cls: type, raw: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------------ parsers
 # Each takes (name, raw value) and returns the typed value or raises ConfigError naming the argument.
+
+
+def one_of(name: str, allowed: Iterable[str]) -> Callable[[Any], None]:
+    """An engine check for `param(check=...)`: the value is one of `allowed` (a dict's keys, or a sequence), else one
+    line naming the argument and every allowed value."""
+    allowed = list(allowed)
+
+    def check(value: Any) -> None:
+        if value not in allowed:
+            raise ConfigError(f"{name}={value!r}: allowed values are {', '.join(allowed)}")
+
+    return check
 
 
 def as_given(name: str, value: Any) -> Any:

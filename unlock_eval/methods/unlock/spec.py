@@ -12,23 +12,12 @@ from unlock_eval.methods.unlock.pack import check_pack_name
 from unlock_eval.methods.unlock.profiles import PROFILE_HELP, parse_profile
 from unlock_eval.methods.unlock.steer import DEFAULT_ALPHA, DEFAULT_MODE, MODES, check_alpha, check_mode
 from unlock_eval.models import canonical_dtype
-from unlock_eval.params import as_float_list, as_given, as_index_list, param
-
-
-def _check_shared_template(value: str) -> None:
-    if value not in ("locked", "unlocked"):
-        raise ConfigError(f"shared_template={value!r}: allowed values are locked, unlocked")
-
+from unlock_eval.params import as_float_list, as_given, as_index_list, one_of, param
 
 BACKENDS = {
     "hf": "transformers through lm-eval's HFLM: every request type, every HF model argument",
     "vllm": "vLLM (generation and loglikelihood; tensor_parallel_size, gpu_memory_utilization, max_model_len, ...)",
 }
-
-
-def _check_backend(value: str) -> None:
-    if value not in BACKENDS:
-        raise ConfigError(f"backend={value!r}: allowed values are {', '.join(BACKENDS)}")
 
 
 PROTOCOLS = {
@@ -48,16 +37,6 @@ REFERENCE_PRESET = {
     "extract_batch_size": "1 (one prompt at a time, unpadded)",
 }
 STOP_STRINGS = {"task": "the task's `until` strings (ours)", "none": "only the tokenizer's end of text"}
-
-
-def _check_protocol(value: str) -> None:
-    if value not in PROTOCOLS:
-        raise ConfigError(f"protocol={value!r}: allowed values are {', '.join(PROTOCOLS)}")
-
-
-def _check_stop_strings(value: str) -> None:
-    if value not in STOP_STRINGS:
-        raise ConfigError(f"stop_strings={value!r}: allowed values are {', '.join(STOP_STRINGS)}")
 
 
 def _stage_dtype(name: str, value: object) -> str:
@@ -100,11 +79,6 @@ KEY_TARGET_CHECKS = {
 }
 
 
-def _check_key_target_check(value: str) -> None:
-    if value not in KEY_TARGET_CHECKS:
-        raise ConfigError(f"key_target_check={value!r}: allowed values are {', '.join(KEY_TARGET_CHECKS)}")
-
-
 # what a capability pack fixed when it was made: not arguments of a run that steers with one (key=)
 PACK_FIXED = (
     "source", "source_locked", "source_revision", "capability", "locked_template", "unlocked_template",
@@ -134,15 +108,17 @@ class UnlockSpec(PromptTemplates, TransferModels):
     """Everything that defines an Unlock run (extraction, alignment, steering); recorded verbatim in the results."""
 
     backend: str = param(
-        "hf", "the engine of the evaluation passes: hf or vllm (docs/backends.md)", check=_check_backend
+        "hf", "the engine of the evaluation passes: hf or vllm (docs/backends.md)", check=one_of("backend", BACKENDS)
     )
     protocol: str = param(
         "unlock-eval",
         "unlock-eval or reference: reference sets every argument below it does not see given as the paper's code "
         "(key_dtype, align_dtype, pca_sign, arithmetic, shared_template, max_new_tokens, stop_strings; dtype=bfloat16)",
-        check=_check_protocol,
+        check=one_of("protocol", PROTOCOLS),
     )
-    shared_template: str | None = param(None, SHARED_TEMPLATE_HELP, check=_check_shared_template)
+    shared_template: str | None = param(
+        None, SHARED_TEMPLATE_HELP, check=one_of("shared_template", ("locked", "unlocked"))
+    )
     alpha: float = param(DEFAULT_ALPHA, "steering strength, finite", as_given, check_alpha)
     k: int = param(align.DEFAULT_K, "subspace rank, k <= n (k <= n - 1 with pca)", _positive_int)
     n: int = param(prompts.DEFAULT_N, "number of extraction prompts", _positive_int)
@@ -184,7 +160,9 @@ class UnlockSpec(PromptTemplates, TransferModels):
         None, "new tokens per generation, overriding the task's max_gen_toks (default: the task's)", _positive_int
     )
     stop_strings: str | None = param(
-        None, "task (default: the task's until strings) or none (only end of text)", check=_check_stop_strings
+        None,
+        "task (default: the task's until strings) or none (only end of text)",
+        check=one_of("stop_strings", STOP_STRINGS),
     )
     extract_batch_size: int | None = param(
         None,
@@ -204,7 +182,7 @@ class UnlockSpec(PromptTemplates, TransferModels):
     key_target_check: str = param(
         "identity",
         "identity (default: the pack's target model only) or shape (any target of its layer count and hidden size)",
-        check=_check_key_target_check,
+        check=one_of("key_target_check", KEY_TARGET_CHECKS),
     )
     alpha_profile: str | list[float] | None = param(None, PROFILE_HELP, parse_profile)
     layers_path: str | None = param(None, "dotted path to the target's decoder layers; default: looked up")
